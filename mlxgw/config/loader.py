@@ -1,0 +1,129 @@
+"""Read a gateway.yaml into plain data plus a map from each node's path to its line and column.
+
+The map lets every later check point at the exact node it complains about
+(`FILE:LINE:COL: path.to.field: message`) without carrying YAML objects around.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import yaml
+
+from mlxgw.errors import ConfigError, Problem
+
+Path = tuple  # of str | int
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class Document:
+    data: object
+    file: str
+    positions: dict = field(default_factory=dict)  # Path -> (line, col), 1-based
+
+    def where(self, path: Path) -> tuple[int | None, int | None]:
+        """The position of the node at `path`, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while True:
+            if path in self.positions:
+                return self.positions[path]
+            if not path:
+                return (1, 1)
+            path = path[:-1]
+
+    def problem(self, path: Path, message: str) -> Problem:
+        line, col = self.where(path)
+        return Problem(format_path(path), message, line, col, self.file)
+
+
+class _Builder:
+    """Turn composed YAML nodes into Python data, recording positions and duplicate keys."""
+
+    def __init__(self, file: str):
+        self.file = file
+        self.positions: dict = {}
+        self.problems: list[Problem] = []
+
+    def build(self, node: yaml.Node, path: Path = ()) -> object:
+        self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict = {}
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node)
+                if not isinstance(key, str):
+                    key = str(key)
+                if key in out:
+                    self.problems.append(
+                        Problem(
+                            format_path(path + (key,)),
+                            f"duplicate key '{key}'; keep only one",
+                            key_node.start_mark.line + 1,
+                            key_node.start_mark.column + 1,
+                            self.file,
+                        )
+                    )
+                out[key] = self.build(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    @staticmethod
+    def _scalar(node: yaml.Node) -> object:
+        # SafeLoader's constructors give YAML 1.1 scalars their usual types (int, bool, null...).
+        return yaml.SafeLoader("").construct_object(node, deep=True)
+
+
+def load_text(text: str, file: str = "<config>") -> Document:
+    """Parse YAML text. Raises ConfigError (one problem, with position) on a syntax error."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = exc.problem or exc.context or "invalid YAML"
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise ConfigError(
+            [Problem("", f"YAML syntax error: {reason}", line, col, file)], "the file is not valid YAML"
+        ) from None
+    except yaml.YAMLError as exc:  # e.g. a reader error on bad bytes
+        raise ConfigError([Problem("", f"YAML error: {exc}", 1, 1, file)], "the file is not valid YAML") from None
+    if root is None:
+        return Document({}, file, {(): (1, 1)})
+    builder = _Builder(file)
+    data = builder.build(root)
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    return Document(data, file, builder.positions)
+
+
+def load_file(path: str) -> Document:
+    """Read and parse a file; '-' reads standard input."""
+    import sys
+
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+            display = "<stdin>"
+        else:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+            display = path
+    except FileNotFoundError:
+        raise ConfigError([Problem("", "file not found; check the path given to -f", 1, 1, path)]) from None
+    except IsADirectoryError:
+        raise ConfigError([Problem("", "is a directory; give the path of a gateway.yaml", 1, 1, path)]) from None
+    except PermissionError:
+        raise ConfigError([Problem("", "permission denied reading the file", 1, 1, path)]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem("", f"not UTF-8 text ({exc.reason})", 1, 1, path)]) from None
+    return load_text(text, display)

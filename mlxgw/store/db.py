@@ -1,0 +1,172 @@
+"""Opening the store: where it lives, SQLite pragmas, migrations, and turning driver errors into
+StoreErrors that say what to do."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import platformdirs
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.orm import sessionmaker
+
+from mlxgw.errors import SchemaVersionError, StoreError, StoreLockedError, StoreReadOnlyError
+from mlxgw.store import tables
+
+SCHEMA_VERSION = 1
+
+
+def home() -> Path:
+    """MLXGW_HOME, else the per-user data dir. Holds the SQLite file, the master key file, logs."""
+    env = os.environ.get("MLXGW_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("mlxgw"))
+
+
+def resolve_url(db: str | None = None) -> str:
+    return db or os.environ.get("MLXGW_DB") or f"sqlite:///{home() / 'mlxgw.db'}"
+
+
+def display_url(url: str) -> str:
+    """The URL as it may be shown: a file path for SQLite, no password otherwise."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        return u.database or ":memory:"
+    return u.render_as_string(hide_password=True)
+
+
+# Each migration takes a connection at version N-1 and leaves it at N. Never edit a released one.
+def _m1(conn) -> None:
+    for name in ("meta", "settings", "providers", "provider_models", "routes", "secrets", "revisions",
+                 "gateway_keys", "requests"):  # fmt: skip
+        tables.Base.metadata.tables[name].create(conn)
+
+
+MIGRATIONS = {1: _m1}
+
+
+class Store:
+    """One engine per process. `session()` is the only way in; it maps driver errors to StoreErrors."""
+
+    def __init__(self, url: str | None = None, migrate: bool = True):
+        self.url = resolve_url(url)
+        self.where = display_url(self.url)
+        u = make_url(self.url)
+        self.sqlite = u.get_backend_name() == "sqlite"
+        kwargs: dict = {}
+        if self.sqlite and u.database and u.database != ":memory:":
+            try:
+                Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the folder for the database {self.where}: {exc.strerror}",
+                    "set MLXGW_HOME or --db to a writable place",
+                ) from None
+            kwargs["connect_args"] = {"timeout": 5}
+        try:
+            self.engine: Engine = create_engine(self.url, **kwargs)
+        except Exception as exc:  # bad URL, missing driver
+            raise StoreError(f"cannot use the database URL {self.where}: {exc}", "check --db / MLXGW_DB") from None
+        if self.sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Writers take SQLite's write lock at BEGIN, so a concurrent writer fails before changing anything.
+        self._writers = sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @contextlib.contextmanager
+    def session(self, write: bool = False):
+        """A session in one transaction: committed if the block succeeds, rolled back otherwise."""
+        with self._translate():
+            with (self._writers if write else self._sessions)() as s:
+                try:
+                    yield s
+                    s.commit()
+                except BaseException:
+                    s.rollback()
+                    raise
+
+    def migrate(self) -> None:
+        with self._translate():
+            with self.engine.connect() as conn:
+                current = _version(self.engine, conn)
+            if current > SCHEMA_VERSION:
+                raise SchemaVersionError(
+                    f"the database {self.where} has schema version {current}, newer than this mlxgw "
+                    f"understands ({SCHEMA_VERSION})",
+                    "upgrade mlxgw (pip install -U mlxgw), or point --db / MLXGW_DB at another database",
+                )
+            if current == SCHEMA_VERSION:
+                return
+            with self.engine.execution_options(sqlite_immediate=True).begin() as conn:
+                if _version(self.engine, conn) != current:  # another process migrated meanwhile
+                    return
+                for v in range(current + 1, SCHEMA_VERSION + 1):
+                    MIGRATIONS[v](conn)
+                conn.execute(
+                    tables.Meta.__table__.delete().where(tables.Meta.key == "schema_version")
+                )
+                conn.execute(tables.Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    @contextlib.contextmanager
+    def _translate(self):
+        try:
+            yield
+        except OperationalError as exc:
+            raise self._store_error(exc) from None
+        except DatabaseError as exc:
+            raise StoreError(
+                f"{self.where} is not a usable mlxgw database: {exc.orig}",
+                "point --db / MLXGW_DB at an mlxgw database, or move the file away to start afresh",
+            ) from None
+
+    def _store_error(self, exc: OperationalError) -> StoreError:
+        msg = str(exc.orig).lower()
+        if "locked" in msg or "busy" in msg:
+            return StoreLockedError(
+                f"the database {self.where} is locked by another process",
+                "wait for the other mlxgw command to finish, then retry",
+            )
+        if "readonly" in msg or "read-only" in msg or "read only" in msg:
+            return StoreReadOnlyError(
+                f"cannot write to the database {self.where}: it is read-only",
+                "make the file and its folder writable, or point --db / MLXGW_DB elsewhere",
+            )
+        if "unable to open" in msg:
+            return StoreError(
+                f"cannot open the database {self.where}",
+                "check that its folder exists and is readable, or set MLXGW_HOME / --db",
+            )
+        return StoreError(f"database error on {self.where}: {exc.orig}")
+
+
+def _version(engine: Engine, conn) -> int:
+    if not engine.dialect.has_table(conn, "meta"):
+        return 0
+    row = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).first()
+    return int(row[0]) if row else 0
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN")
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    # Let SQLAlchemy, not the driver, manage transactions so BEGIN IMMEDIATE works as written.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA busy_timeout = 5000")
+        cur.execute("PRAGMA foreign_keys = ON")
+        mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            try:
+                cur.execute("PRAGMA journal_mode = WAL")
+            except Exception:  # read-only file: WAL cannot be switched on; reads still work
+                pass
+    finally:
+        cur.close()

@@ -1,0 +1,125 @@
+"""SQLAlchemy tables. Config entities keep their identity in columns and the rest of their canonical
+spec in a JSON column, so the store can round-trip any field the schema gains without a migration."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Setting(Base):
+    """Document-level settings; today only key 'defaults'."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON)
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    spec: Mapped[dict] = mapped_column(JSON)  # canonical provider minus models
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    origin: Mapped[str] = mapped_column(String(16), default="apply")
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    updated_at: Mapped[float] = mapped_column(Float, default=time.time)
+    models: Mapped[list[ProviderModel]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", order_by="ProviderModel.position"
+    )
+
+
+class ProviderModel(Base):
+    __tablename__ = "provider_models"
+    __table_args__ = (UniqueConstraint("provider_id", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict] = mapped_column(JSON)  # canonical model
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    origin: Mapped[str] = mapped_column(String(16), default="apply")
+    provider: Mapped[Provider] = relationship(back_populates="models")
+
+
+class Route(Base):
+    __tablename__ = "routes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), unique=True)  # name, else "kind:pattern"
+    match_type: Mapped[str] = mapped_column(String(8))  # exact | prefix | regex
+    pattern: Mapped[str] = mapped_column(String(300))
+    target: Mapped[str] = mapped_column(String(300))
+    spec: Mapped[dict] = mapped_column(JSON)  # canonical route
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    origin: Mapped[str] = mapped_column(String(16), default="apply")
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    updated_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class Secret(Base):
+    """A provider's API key, Fernet-encrypted. `env_ref` is the variable it was read from, if any."""
+
+    __tablename__ = "secrets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(63), unique=True)
+    env_ref: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    ciphertext: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    updated_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class Revision(Base):
+    """One row per apply that changed something; the server reloads when max(id) moves."""
+
+    __tablename__ = "revisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    applied_at: Mapped[float] = mapped_column(Float, default=time.time)
+    source: Mapped[str] = mapped_column(String(500))
+    checksum: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[dict] = mapped_column(JSON)
+
+
+class GatewayKey(Base):
+    """Keys clients present to the gateway when it listens beyond loopback. Only a hash is kept."""
+
+    __tablename__ = "gateway_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class RequestLog(Base):
+    """The audit log: one row per request the gateway answered (RELI-04)."""
+
+    __tablename__ = "requests"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the x-request-id
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    client_api: Mapped[str] = mapped_column(String(16))  # openai | anthropic
+    backend_api: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    requested_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    route: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    provider: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    backend_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[int] = mapped_column(Integer)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    ttfb_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    input_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
