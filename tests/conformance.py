@@ -1,0 +1,206 @@
+"""Conformance checks against OpenAI's published chat-completions schemas.
+
+The schema bundle is ``../shared/conformance/openai-chat.schema.json`` (relative to the repository root),
+a JSON Schema 2020-12 document whose only payload is ``$defs``: one entry per OpenAPI component
+(``CreateChatCompletionResponse``, ``CreateChatCompletionStreamResponse``, ``ListModelsResponse``,
+``ErrorResponse``, ``CreateChatCompletionRequest``, ``Model``, ``CompletionUsage``, ...). Every ``$ref`` in it
+is local (``#/$defs/NAME``), so a body of kind NAME is validated against ``{"$ref": "#/$defs/NAME"}``
+evaluated inside the bundle.
+
+Where the bundle is found: ``Path(__file__).resolve().parents[2] / "shared" / "conformance"``; when that
+directory does not hold the file, the directory named by the environment variable
+``MLXGW_CONFORMANCE_DIR``.
+
+Interface::
+
+    from tests import conformance            # or: import conformance (tests/ on sys.path)
+
+    conformance.validate("CreateChatCompletionResponse", body)        # raises AssertionError
+    conformance.validate_chunks(chunks)       # every chunk is a CreateChatCompletionStreamResponse
+    conformance.validate_sse(raw_text)        # parse an SSE body: chunks validate, ends with [DONE]
+    conformance.errors("ErrorResponse", body) # list of readable messages, empty when valid
+    conformance.is_valid(kind, body)          # bool
+    conformance.kinds()                       # every name in $defs
+
+The bundle is loaded once, at first use, and each kind's validator is compiled once and cached. Validation
+uses the 2020-12 format checker (``date`` is checked; ``unixtime`` is not a standard format and is ignored).
+An unknown kind raises ``KeyError`` listing the known ones. ``AssertionError`` messages list every
+violation (up to 20) as ``<json path>: <message>`` followed by the offending body (truncated), so a failing
+test says what is wrong without a debugger.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from jsonschema import Draft202012Validator
+
+SCHEMA_FILE = "openai-chat.schema.json"
+
+# The kinds the gateway's responses are checked against, for convenience in tests.
+CHAT_RESPONSE = "CreateChatCompletionResponse"
+CHAT_CHUNK = "CreateChatCompletionStreamResponse"
+MODELS = "ListModelsResponse"
+ERROR = "ErrorResponse"
+CHAT_REQUEST = "CreateChatCompletionRequest"
+
+_MAX_REPORTED = 20
+_MAX_BODY_CHARS = 2000
+
+
+def schema_path() -> Path:
+    """The bundle's path: next to the repository (../shared/conformance), else $MLXGW_CONFORMANCE_DIR."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "conformance" / SCHEMA_FILE
+    if default.is_file():
+        return default
+    env = os.environ.get("MLXGW_CONFORMANCE_DIR")
+    if env:
+        candidate = Path(env).expanduser() / SCHEMA_FILE
+        if candidate.is_file():
+            return candidate
+        raise FileNotFoundError(f"MLXGW_CONFORMANCE_DIR={env!r} does not contain {SCHEMA_FILE}")
+    raise FileNotFoundError(
+        f"conformance schema not found at {default}; set MLXGW_CONFORMANCE_DIR to the directory holding "
+        f"{SCHEMA_FILE}"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def bundle() -> dict[str, Any]:
+    """The parsed schema bundle (loaded once)."""
+    with schema_path().open("r", encoding="utf-8") as fh:
+        doc = json.load(fh)
+    if not isinstance(doc.get("$defs"), dict):
+        raise ValueError(f"{schema_path()}: expected a JSON Schema bundle with $defs")
+    Draft202012Validator.check_schema(doc)
+    return doc
+
+
+def kinds() -> list[str]:
+    """Every component name the bundle defines (valid values for ``kind``)."""
+    return sorted(bundle()["$defs"])
+
+
+@functools.lru_cache(maxsize=None)
+def validator(kind: str) -> Draft202012Validator:
+    """The compiled validator for one component (cached per kind)."""
+    doc = bundle()
+    if kind not in doc["$defs"]:
+        raise KeyError(f"unknown conformance kind {kind!r}; known kinds: {', '.join(kinds())}")
+    # Root schema = the bundle itself plus a $ref to the component, so "#/$defs/..." refs resolve in it.
+    schema = {key: value for key, value in doc.items() if key != "$comment"}
+    schema["$ref"] = f"#/$defs/{kind}"
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def _path(error) -> str:
+    out = "$"
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _leaf_errors(error) -> Iterable:
+    """Descend into anyOf/oneOf failures so the message names the real culprit, not 'is not valid'."""
+    if error.context:
+        # Prefer the branch whose errors are deepest (the one that got furthest).
+        best = max(error.context, key=lambda e: (len(e.absolute_path), -len(e.context or [])))
+        yield from _leaf_errors(best)
+    else:
+        yield error
+
+
+def errors(kind: str, obj: Any) -> list[str]:
+    """Readable violations of ``obj`` against component ``kind``; empty when it conforms."""
+    found = sorted(validator(kind).iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    messages: list[str] = []
+    for err in found:
+        leaf = next(iter(_leaf_errors(err)))
+        msg = f"{_path(err)}: {err.message}"
+        if leaf is not err:
+            msg += f" (deepest branch: {_path(leaf)}: {leaf.message})"
+        messages.append(msg)
+    return messages
+
+
+def is_valid(kind: str, obj: Any) -> bool:
+    return validator(kind).is_valid(obj)
+
+
+def validate(kind: str, obj: Any) -> None:
+    """Assert that ``obj`` conforms to component ``kind``; AssertionError lists every violation."""
+    problems = errors(kind, obj)
+    if not problems:
+        return
+    shown = problems[:_MAX_REPORTED]
+    more = len(problems) - len(shown)
+    try:
+        body = json.dumps(obj, ensure_ascii=False, default=repr)
+    except (TypeError, ValueError):
+        body = repr(obj)
+    if len(body) > _MAX_BODY_CHARS:
+        body = body[:_MAX_BODY_CHARS] + f"... ({len(body)} chars)"
+    lines = [f"{kind}: {len(problems)} violation(s)"]
+    lines += [f"  - {p}" for p in shown]
+    if more:
+        lines.append(f"  ... and {more} more")
+    lines.append(f"  body: {body}")
+    raise AssertionError("\n".join(lines))
+
+
+def validate_chunks(chunks: Iterable[Any], kind: str = CHAT_CHUNK) -> list[Any]:
+    """Validate every stream chunk (dicts); returns them as a list. The message names the chunk index."""
+    out = list(chunks)
+    for i, chunk in enumerate(out):
+        try:
+            validate(kind, chunk)
+        except AssertionError as exc:
+            raise AssertionError(f"stream chunk #{i}: {exc}") from None
+    return out
+
+
+def parse_sse(text: str) -> tuple[list[Any], bool]:
+    """Split an SSE body into its JSON data payloads; returns (payloads, saw_done).
+
+    Multi-line ``data:`` fields of one event are joined with newlines, as the SSE spec says; comments
+    (``:``) and other fields (``event:``, ``id:``) are ignored.
+    """
+    payloads: list[Any] = []
+    done = False
+    data_lines: list[str] = []
+
+    def flush() -> None:
+        nonlocal done
+        if not data_lines:
+            return
+        data = "\n".join(data_lines)
+        data_lines.clear()
+        if data.strip() == "[DONE]":
+            done = True
+        else:
+            if done:
+                raise AssertionError(f"SSE data after [DONE]: {data[:200]!r}")
+            payloads.append(json.loads(data))
+
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if line == "":
+            flush()
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("data:"):
+            value = line[5:]
+            data_lines.append(value[1:] if value.startswith(" ") else value)
+    flush()
+    return payloads, done
+
+
+def validate_sse(text: str, *, require_done: bool = True, kind: str = CHAT_CHUNK) -> list[Any]:
+    """Validate a whole SSE chat-completions body: every data payload is a chunk, and it ends with [DONE]."""
+    payloads, done = parse_sse(text)
+    if require_done and not done:
+        raise AssertionError(f"SSE stream did not end with 'data: [DONE]' ({len(payloads)} chunks)")
+    return validate_chunks(payloads, kind)
