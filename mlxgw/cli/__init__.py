@@ -1,0 +1,61 @@
+"""The `mlxgw` command. Each command group lives in its own module and stays thin: parse options, call
+the library, print. Errors the library raises (mlxgw.errors) become one clear message and an exit code,
+never a traceback."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from mlxgw.cli import _output
+from mlxgw.errors import ConfigError, MlxgwError
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for p in exc.problems:
+                _output.err.print(p.format(), markup=False)
+            _output.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except MlxgwError as exc:
+            _output.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _output.error("interrupted")
+            raise typer.Exit(130) from None
+        except (typer.Exit, click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: say so plainly, keep the traceback for MLXGW_DEBUG=1
+            if os.environ.get("MLXGW_DEBUG"):
+                raise
+            _output.error(f"internal error: {type(exc).__name__}: {exc}",
+                          "re-run with MLXGW_DEBUG=1 for a traceback and report it")
+            raise typer.Exit(70) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="mlxgw",
+    help="A local-first LLM API gateway: one base URL for local MLX engines and the OpenAI and Anthropic clouds.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Command groups register themselves on `app` when imported.
+from mlxgw.cli import config as _config  # noqa: E402,F401
+from mlxgw.cli import providers as _providers  # noqa: E402,F401
+from mlxgw.cli import keys as _keys  # noqa: E402,F401
+from mlxgw.cli import completion as _completion  # noqa: E402,F401
+# --- other command groups (serve, logs, tokens, models...) register below this line ---
+
+
+def main() -> None:
+    app()

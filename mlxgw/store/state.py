@@ -1,0 +1,145 @@
+"""Config state in the store: read it back as canonical config, write a plan in one transaction, and
+hand the server what it needs to build its in-memory snapshot."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mlxgw.config.canonical import route_key
+from mlxgw.config.plan import Plan, checksum
+from mlxgw.store import tables
+from mlxgw.store.db import Store, home
+from mlxgw.store.secrets import SecretBox, fingerprint
+
+
+def read_config(s: Session) -> dict:
+    """The store's config in canonical form, providers and routes in their stored order."""
+    out: dict = {"version": 1}
+    defaults = s.get(tables.Setting, "defaults")
+    if defaults and defaults.value:
+        out["defaults"] = defaults.value
+    providers = []
+    for p in s.scalars(select(tables.Provider).order_by(tables.Provider.position, tables.Provider.id)):
+        spec = dict(p.spec)
+        models = [m.spec for m in p.models]
+        if models:
+            spec["models"] = models
+        providers.append(spec)
+    out["providers"] = providers
+    out["routes"] = [r.spec for r in s.scalars(select(tables.Route).order_by(tables.Route.position, tables.Route.id))]
+    return out
+
+
+def read_secrets(s: Session, box_factory, decrypt: set[str] | frozenset = frozenset()) -> dict:
+    """provider -> (env_ref, value). Only providers in `decrypt` are decrypted (the master key is loaded
+    only when needed); the rest map to (env_ref, None)."""
+    out = {}
+    box = None
+    for row in s.scalars(select(tables.Secret)):
+        value = None
+        if row.provider in decrypt:
+            box = box or box_factory()
+            value = box.decrypt(row.ciphertext, f"the key of provider '{row.provider}'")
+        out[row.provider] = (row.env_ref, value)
+    return out
+
+
+def current_revision(store: Store) -> int:
+    with store.session() as s:
+        return s.scalar(select(func.max(tables.Revision.id))) or 0
+
+
+def load_runtime(store: Store, box: SecretBox | None = None) -> tuple[int, dict, dict]:
+    """(revision, canonical config, {provider: api key in clear}) read in one transaction."""
+    with store.session() as s:
+        revision = s.scalar(select(func.max(tables.Revision.id))) or 0
+        config = read_config(s)
+        rows = list(s.scalars(select(tables.Secret)))
+        if rows and box is None:
+            box = SecretBox.load(home(), create=False)
+        keys = {r.provider: box.decrypt(r.ciphertext, f"the key of provider '{r.provider}'") for r in rows}
+    return revision, config, keys
+
+
+def write_plan(s: Session, plan: Plan, source: str, box: SecretBox | None) -> int:
+    """Write the plan's merged config inside the caller's write transaction and record a revision."""
+    now = time.time()
+    _sync_defaults(s, plan.merged.get("defaults"))
+    _sync_providers(s, plan.merged["providers"], now)
+    _sync_routes(s, plan.merged["routes"], now)
+    live = {p["name"] for p in plan.merged["providers"]}
+    secrets = {row.provider: row for row in s.scalars(select(tables.Secret))}
+    for name, row in secrets.items():
+        if name not in live:
+            s.delete(row)
+    for name, (ref, value) in plan.secrets.items():
+        row = secrets.get(name) or tables.Secret(provider=name)
+        row.env_ref, row.ciphertext = ref, box.encrypt(value)  # type: ignore[union-attr]
+        row.fingerprint, row.updated_at = fingerprint(value), now
+        s.add(row)
+    rev = tables.Revision(applied_at=now, source=source[:500], checksum=checksum(plan.merged),
+                          summary=plan.counts())
+    s.add(rev)
+    s.flush()
+    return rev.id
+
+
+def _sync_defaults(s: Session, defaults: dict | None) -> None:
+    row = s.get(tables.Setting, "defaults")
+    if defaults:
+        if row is None:
+            s.add(tables.Setting(key="defaults", value=defaults))
+        elif row.value != defaults:
+            row.value = defaults
+    elif row is not None:
+        s.delete(row)
+
+
+def _sync_providers(s: Session, providers: list[dict], now: float) -> None:
+    rows = {p.name: p for p in s.scalars(select(tables.Provider))}
+    wanted = {p["name"] for p in providers}
+    for name, row in rows.items():
+        if name not in wanted:
+            s.delete(row)
+    for pos, p in enumerate(providers):
+        spec = {k: v for k, v in p.items() if k != "models"}
+        row = rows.get(p["name"])
+        if row is None:
+            row = tables.Provider(name=p["name"], created_at=now)
+            s.add(row)
+        if (row.kind, row.spec, row.position) != (p["kind"], spec, pos):
+            row.kind, row.spec, row.position, row.updated_at = p["kind"], spec, pos, now
+        models = {m.name: m for m in row.models}
+        want_models = [m["name"] for m in p.get("models", [])]
+        for name, m in models.items():
+            if name not in want_models:
+                row.models.remove(m)
+        for mpos, m in enumerate(p.get("models", [])):
+            mrow = models.get(m["name"])
+            if mrow is None:
+                mrow = tables.ProviderModel(name=m["name"])
+                row.models.append(mrow)
+            if (mrow.spec, mrow.position) != (m, mpos):
+                mrow.spec, mrow.position = m, mpos
+
+
+def _sync_routes(s: Session, routes: list[dict], now: float) -> None:
+    rows = {r.key: r for r in s.scalars(select(tables.Route))}
+    wanted = {route_key(r) for r in routes}
+    for key, row in rows.items():
+        if key not in wanted:
+            s.delete(row)
+    s.flush()  # free unique keys before re-adding
+    for pos, r in enumerate(routes):
+        key = route_key(r)
+        row = rows.get(key)
+        if row is None:
+            row = tables.Route(key=key, created_at=now)
+            s.add(row)
+        (mtype, pattern), = r["match"].items()
+        if (row.spec, row.position) != (r, pos):
+            row.match_type, row.pattern, row.target = mtype, pattern, r["target"]
+            row.spec, row.position, row.updated_at = r, pos, now
