@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -15,7 +14,7 @@ from mlxgw.errors import ConfigError, MlxgwError
 
 
 class _Group(TyperGroup):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except ConfigError as exc:
@@ -29,10 +28,11 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             _output.error("interrupted")
             raise typer.Exit(130) from None
-        except (typer.Exit, click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug: say so plainly, keep the traceback for MLXGW_DEBUG=1
-            if os.environ.get("MLXGW_DEBUG"):
+            # Usage errors belong to the (vendored) click inside typer: duck-type them.
+            if os.environ.get("MLXGW_DEBUG") or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
                 raise
             _output.error(f"internal error: {type(exc).__name__}: {exc}",
                           "re-run with MLXGW_DEBUG=1 for a traceback and report it")
@@ -55,6 +55,7 @@ from mlxgw.cli import providers as _providers  # noqa: E402,F401
 from mlxgw.cli import keys as _keys  # noqa: E402,F401
 from mlxgw.cli import completion as _completion  # noqa: E402,F401
 # --- other command groups (serve, logs, tokens, models...) register below this line ---
+from mlxgw.cli import serve, logs, tokens  # noqa: E402,F401
 
 
 def main() -> None:

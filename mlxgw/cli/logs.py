@@ -1,0 +1,85 @@
+"""mlxgw logs tail | stats: read the audit log."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from mlxgw.audit import queries
+from mlxgw.cli import _output, app
+from mlxgw.cli._common import DbOption, JsonOption, open_store
+
+logs_app = typer.Typer(help="The audit log: one row per request the gateway answered.", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
+
+
+def _ms(v) -> str:
+    return "-" if v is None else f"{v:.0f}ms"
+
+
+def _line(r: dict) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["ts"]))
+    tokens = f"{r['input_tokens'] if r['input_tokens'] is not None else '-'}→" \
+             f"{r['output_tokens'] if r['output_tokens'] is not None else '-'}"
+    where = f"{r['provider'] or '-'}/{r['backend_model'] or '-'}"
+    line = (f"{when} {r['id']} {r['status']} {r['requested_model'] or '-'} -> {where} "
+            f"route={r['route'] or '-'} {_ms(r['duration_ms'])} ttfb={_ms(r['ttfb_ms'])} tokens={tokens}"
+            f"{' stream' if r['stream'] else ''}")
+    return line + (f" error={r['error']}" if r["error"] else "")
+
+
+def _emit(rows: list[dict], json: bool) -> None:
+    for r in rows:
+        if json:
+            _output.emit_json(r)
+        else:
+            _output.say(_line(r))
+
+
+@logs_app.command()
+def tail(
+    n: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many of the latest rows to show.")] = 20,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new rows as they arrive.")] = False,
+    json: JsonOption = False,
+    db: DbOption = None,
+    interval: Annotated[float, typer.Option(hidden=True)] = 0.5,
+) -> None:
+    """Show the latest requests (--json: one object per line)."""
+    store = open_store(db)
+    rows = queries.tail(store, n)
+    _emit(rows, json)
+    if not follow:
+        return
+    follower = queries.Follower(store, rows if n else queries.tail(store, 1))
+    try:
+        while True:
+            time.sleep(interval)
+            _emit(follower.poll(), json)
+    except KeyboardInterrupt:
+        return
+
+
+@logs_app.command()
+def stats(
+    json: JsonOption = False,
+    db: DbOption = None,
+    since: Annotated[float | None, typer.Option(help="Only rows of the last SECONDS.")] = None,
+) -> None:
+    """Requests, errors, p50/p95 latency and tokens, in total and per route and provider."""
+    result = queries.stats(open_store(db), None if since is None else time.time() - since)
+    if json:
+        _output.emit_json(result)
+        return
+
+    def show(label: str, s: dict) -> None:
+        _output.say(f"{label:<32} requests={s['requests']} errors={s['errors']} p50={_ms(s['p50_ms'])} "
+                    f"p95={_ms(s['p95_ms'])} tokens_in={s['input_tokens']} tokens_out={s['output_tokens']}")
+
+    show("total", result["total"])
+    for title in ("routes", "providers"):
+        if result[title]:
+            _output.say(f"per {title[:-1]}:")
+            for k, s in result[title].items():
+                show(f"  {k}", s)

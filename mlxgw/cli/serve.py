@@ -1,0 +1,51 @@
+"""mlxgw serve: run the gateway under uvicorn (uvloop + httptools when installed, no access log).
+
+Uvicorn owns the signals: SIGTERM and Ctrl-C start a graceful shutdown, which runs the app's lifespan
+shutdown (drain the audit log, close the HTTP client) before the process exits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mlxgw.cli import app
+from mlxgw.cli._common import DbOption
+from mlxgw.errors import MlxgwError
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on. Beyond loopback, gateway keys are required.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    db: DbOption = None,
+    max_body: Annotated[int, typer.Option("--max-body", help="Largest request body accepted, in bytes.")]
+    = 10 * 1024 * 1024,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn/mlxgw log level.")] = "info",
+) -> None:
+    """Serve the OpenAI-compatible API on HOST:PORT."""
+    import importlib.util
+
+    import uvicorn
+
+    from mlxgw.server import ServerConfig, create_app
+    from mlxgw.server.keys import load_hashes
+    from mlxgw.store.db import Store
+
+    config = ServerConfig(db_url=db, host=host, port=port, max_body_bytes=max_body)
+    if config.keys_required and not load_hashes(Store(db)):
+        raise MlxgwError(
+            f"listening on {host} (beyond loopback) requires gateway keys, and none exists",
+            "create one with `mlxgw tokens create NAME`, or listen on 127.0.0.1",
+        )
+    uv = uvicorn.Config(
+        create_app(config), host=host, port=port, lifespan="on", access_log=False, log_level=log_level,
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        timeout_graceful_shutdown=30, server_header=False,
+    )
+    server = uvicorn.Server(uv)
+    server.run()
+    if not server.started:
+        raise MlxgwError(f"the gateway could not start on {host}:{port}", "see the messages above")

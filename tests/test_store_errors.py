@@ -1,0 +1,88 @@
+"""A locked, read-only, foreign or newer database: one clear message, non-zero exit, store unchanged."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+from tests.conftest import EXAMPLES, run_process
+
+FILE = str(EXAMPLES / "local-only.yaml")
+OTHER = str(EXAMPLES / "cloud-only.yaml")
+
+
+def test_locked_database(home, cli):
+    assert cli("apply", "-f", FILE, "--yes")[0] == 0
+    before = cli("export")[1]
+    db = sqlite3.connect(home / "mlxgw.db", isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        code, out, err = cli("apply", "-f", OTHER, "--yes")
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert code == 1
+    assert f"the database {home / 'mlxgw.db'} is locked by another process" in err
+    assert "Traceback" not in err
+    assert cli("export")[1] == before
+
+
+def test_read_only_database(home, cli, tmp_path):
+    assert cli("apply", "-f", FILE, "--yes")[0] == 0
+    before = cli("export")[1]
+    url = f"sqlite:///file:{home / 'mlxgw.db'}?mode=ro&uri=true"
+    code, out, err = cli("apply", "-f", OTHER, "--yes", "--db", url)
+    assert code == 1
+    assert "it is read-only" in err and "writable" in err
+    assert cli("export")[1] == before
+    # Reading still works.
+    assert cli("export", "--db", url)[1] == before
+
+
+def test_newer_schema_version(home, cli):
+    assert cli("apply", "-f", FILE, "--yes")[0] == 0
+    with sqlite3.connect(home / "mlxgw.db") as db:
+        db.execute("update meta set value = '99' where key = 'schema_version'")
+    code, out, err = cli("apply", "-f", OTHER, "--yes")
+    assert code == 1
+    assert "has schema version 99, newer than this mlxgw understands (1)" in err
+    assert "upgrade mlxgw" in err
+    with sqlite3.connect(home / "mlxgw.db") as db:
+        assert db.execute("select count(*) from revisions").fetchone()[0] == 1
+
+
+def test_not_a_database(home, tmp_path):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite at all" * 100)
+    r = run_process("export", "--db", f"sqlite:///{junk}")
+    assert r.returncode == 1
+    assert f"{junk} is not a usable mlxgw database" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert junk.read_bytes().startswith(b"this is not sqlite")
+
+
+def test_fresh_store_is_wal_and_migrated(home, cli):
+    assert cli("export")[0] == 0
+    with sqlite3.connect(home / "mlxgw.db") as db:
+        assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+        assert db.execute("select value from meta where key='schema_version'").fetchone()[0] == "1"
+
+
+def test_concurrent_applies_do_not_interleave(home, cli, tmp_path):
+    """Two applies racing: each either lands whole or fails cleanly; the result is one of the two files."""
+    from mlxgw.cli import app  # noqa: F401  (imported before threads start)
+
+    results = []
+
+    def go(path):
+        r = run_process("apply", "-f", path, "--yes")
+        results.append(r.returncode)
+
+    threads = [threading.Thread(target=go, args=(p,)) for p in (FILE, OTHER)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(code in (0, 1) for code in results)
+    exported = cli("export")[1]
+    assert ("name: mlx" in exported) or ("name: openai" in exported)
