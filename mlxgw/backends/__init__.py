@@ -1,0 +1,20 @@
+"""Backends: one adapter object per provider, all sharing the process's one HTTP client."""
+
+from __future__ import annotations
+
+from mlxgw.backends.base import Backend
+from mlxgw.backends.http import HttpClient
+from mlxgw.backends.openai_compat import OpenAICompatBackend, base_url_for
+
+OPENAI_KINDS = frozenset({"openai", "openai-compatible"})
+LOCAL_KINDS = frozenset({"mlx-openai-server", "vllm-mlx"})
+
+
+def create(name: str, kind: str, spec: dict, api_key: str | None, http: HttpClient) -> Backend:
+    """The adapter for a provider. Local engines with an explicit `base_url` are served as the
+    OpenAI-compatible servers they are (something else runs them). ValueError says why there is none."""
+    if kind in OPENAI_KINDS or (kind in LOCAL_KINDS and spec.get("base_url")):
+        if not base_url_for(kind, spec):
+            raise ValueError(f"provider '{name}' (kind {kind}) has no base_url")
+        return OpenAICompatBackend(name, kind, spec, api_key, http)
+    raise ValueError(f"provider '{name}' (kind {kind}) is not served by this version of the gateway")

@@ -1,0 +1,107 @@
+"""The backend adapter contract (BACK-01) and the failures a backend reports.
+
+Every backend (a cloud API or a local engine) is one object with five coroutines:
+
+    await start()                 get ready to serve (a local engine launches its process; a cloud
+                                  adapter has nothing to do). Idempotent.
+    await stop()                  release what start() took. Idempotent; never cuts a request in flight
+                                  for cloud adapters (they own no connection: the HTTP client is shared).
+    await health() -> bool        cheap liveness probe of the upstream.
+    await chat(body, timeouts) -> ChatResult
+                                  one non-streaming request; `body` is already in the backend's dialect
+                                  and carries the backend's model name. Returns the decoded JSON body.
+    stream(body, timeouts) -> AsyncIterator[bytes]
+                                  an async generator of the raw response body chunks as they arrive
+                                  (server-sent events for OpenAI-compatible backends). Everything that can
+                                  fail before the first byte (connect, HTTP status, first-token timeout)
+                                  is raised by the first `__anext__()`, so the caller can still fail over
+                                  or answer with a real status; later failures are raised mid-iteration.
+                                  The caller must `aclose()` it when it stops early.
+
+Failures are reported only as the UpstreamError subclasses below, never as a transport library's own
+exceptions, so the server and the failover policy classify them without knowing the transport:
+
+    UpstreamError                 base; `provider` names the backend
+    ├── UpstreamConnectError      could not connect, or the connection dropped before any response
+    ├── UpstreamTimeout           `kind` is connect | first_token | idle | total
+    ├── UpstreamStatusError       the upstream answered an HTTP error: `status`, raw `body`, `retry_after`
+    └── UpstreamProtocolError     the upstream answered 2xx with a body that cannot be used
+
+Adapters hold no per-request state and never build an HTTP client per request: they use the one shared
+client handed to them at construction.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `first_token` bounds the wait for the first byte of the answer (headers and, on a
+    stream, the first body chunk); `idle` bounds each later gap; `total` bounds the whole exchange."""
+
+    connect: float = 5.0
+    first_token: float = 60.0
+    idle: float = 30.0
+    total: float = 600.0
+
+
+@dataclass(slots=True)
+class ChatResult:
+    status: int
+    body: dict
+
+
+class UpstreamError(Exception):
+    def __init__(self, provider: str, message: str):
+        super().__init__(message)
+        self.provider = provider
+        self.message = message
+
+
+class UpstreamConnectError(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    def __init__(self, provider: str, kind: str, seconds: float):
+        super().__init__(provider, f"provider '{provider}' timed out ({kind} timeout of {seconds:g}s)")
+        self.kind = kind
+        self.seconds = seconds
+
+
+class UpstreamStatusError(UpstreamError):
+    def __init__(self, provider: str, status: int, body: bytes, retry_after: str | None = None):
+        super().__init__(provider, f"provider '{provider}' answered HTTP {status}")
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+class UpstreamProtocolError(UpstreamError):
+    pass
+
+
+class Backend(abc.ABC):
+    """Base of every adapter; see the module docstring for the contract."""
+
+    name: str
+    api: str  # the dialect the backend speaks: "openai" | "anthropic"
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    @abc.abstractmethod
+    async def health(self) -> bool: ...
+
+    @abc.abstractmethod
+    async def chat(self, body: dict, timeouts: Timeouts) -> ChatResult: ...
+
+    @abc.abstractmethod
+    def stream(self, body: dict, timeouts: Timeouts) -> AsyncIterator[bytes]: ...

@@ -1,0 +1,369 @@
+"""The OpenAI chat-completions dialect: request checks, response and stream-chunk normalisation, SSE
+framing and error bodies.
+
+Why normalise at all: OpenAI-compatible servers deviate in small ways (no `logprobs`, no `object`, usage
+missing or partial, odd finish reasons), and strict clients and the conformance schema in
+../shared/conformance reject such bodies. Every body the gateway sends passes through here first.
+
+Everything is a pure function over dicts and bytes; the server and the backends do the I/O.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
+
+FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
+DELTA_ROLES = frozenset({"developer", "system", "user", "assistant", "tool"})
+_FINISH_ALIASES = {"eos": "stop", "end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+                   "tool_use": "tool_calls", "abort": "stop", "error": "stop"}  # fmt: skip
+
+DONE = b"data: [DONE]\n\n"
+
+# Error `type` values by HTTP status, as OpenAI spells them.
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "invalid_request_error", 409: "invalid_request_error", 413: "invalid_request_error",
+                422: "invalid_request_error", 429: "rate_limit_error"}  # fmt: skip
+
+
+class RequestError(ValueError):
+    """A request body the gateway refuses: `param` names the offending field (OpenAI's `param`)."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def parse_request(raw: bytes) -> dict:
+    """The request body as a dict; RequestError when it is not a JSON object or misses required fields.
+
+    Only what the gateway itself needs is checked (model, messages, stream, stream_options): everything
+    else passes through to the backend, which knows its own rules and answers in its own words."""
+    try:
+        body = loads(raw)
+    except DecodeError:
+        raise RequestError(
+            "We could not parse the JSON body of your request. The body must be valid JSON.",
+            code="invalid_json",
+        ) from None
+    if not isinstance(body, dict):
+        raise RequestError("The request body must be a JSON object.", code="invalid_json")
+    model = body.get("model")
+    if model is None:
+        raise RequestError("you must provide a model parameter", "model", "missing_required_parameter")
+    if not isinstance(model, str) or not model.strip():
+        raise RequestError("'model' must be a non-empty string", "model", "invalid_type")
+    messages = body.get("messages")
+    if messages is None:
+        raise RequestError("'messages' is a required property", "messages", "missing_required_parameter")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("'messages' must be a non-empty array", "messages", "invalid_type")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise RequestError(f"messages[{i}] must be an object", f"messages[{i}]", "invalid_type")
+        if not isinstance(m.get("role"), str):
+            raise RequestError(f"messages[{i}].role is required and must be a string", f"messages[{i}].role",
+                               "invalid_type")
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError("'stream' must be a boolean", "stream", "invalid_type")
+    opts = body.get("stream_options")
+    if opts is not None and not isinstance(opts, dict):
+        raise RequestError("'stream_options' must be an object", "stream_options", "invalid_type")
+    return body
+
+
+def wants_usage(body: dict) -> bool:
+    """Did the client ask for the final usage chunk of a stream?"""
+    opts = body.get("stream_options")
+    return bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+
+def upstream_request(body: dict, backend_model: str) -> dict:
+    """The body sent upstream: the backend's model name, and on streams always `include_usage` so the
+    audit log gets token counts even when the client did not ask for them. The client's dict is untouched."""
+    out = dict(body)
+    out["model"] = backend_model
+    if body.get("stream"):
+        opts = dict(body.get("stream_options") or {})
+        opts["include_usage"] = True
+        out["stream_options"] = opts
+    return out
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+def _finish_reason(value, has_tool_calls: bool) -> str:
+    if value in FINISH_REASONS:
+        return value
+    if has_tool_calls:
+        return "tool_calls"
+    return _FINISH_ALIASES.get(value, "stop") if isinstance(value, str) else "stop"
+
+
+def _tool_calls(calls) -> list | None:
+    if not isinstance(calls, list) or not calls:
+        return None
+    out = []
+    for i, c in enumerate(calls):
+        if not isinstance(c, dict):
+            continue
+        c = dict(c)
+        fn = c.get("function") if isinstance(c.get("function"), dict) else {}
+        args = fn.get("arguments")
+        if not isinstance(args, str):
+            args = "" if args is None else dumps(args).decode()
+        c["function"] = {**fn, "name": str(fn.get("name") or ""), "arguments": args}
+        c.setdefault("type", "function")
+        if not isinstance(c.get("id"), str) or not c["id"]:
+            c["id"] = f"call_{uuid.uuid4().hex[:24]}"
+        c.pop("index", None)
+        out.append(c)
+    return out or None
+
+
+def usage(u) -> dict | None:
+    """A usage object with the three required integers, or None when the backend sent nothing usable."""
+    if not isinstance(u, dict):
+        return None
+    out = dict(u)
+    p = out.get("prompt_tokens")
+    c = out.get("completion_tokens")
+    p = p if isinstance(p, int) and not isinstance(p, bool) else 0
+    c = c if isinstance(c, int) and not isinstance(c, bool) else 0
+    t = out.get("total_tokens")
+    out["prompt_tokens"], out["completion_tokens"] = p, c
+    out["total_tokens"] = t if isinstance(t, int) and not isinstance(t, bool) else p + c
+    for key in ("prompt_tokens_details", "completion_tokens_details"):
+        d = out.get(key)
+        if d is None:
+            out.pop(key, None)
+        elif not isinstance(d, dict):
+            out.pop(key)
+        else:
+            out[key] = {k: v for k, v in d.items() if isinstance(v, int) and not isinstance(v, bool)}
+    return out
+
+
+def tokens(u) -> tuple[int | None, int | None, int | None]:
+    """(input, output, cached) token counts of a usage object, for the audit log."""
+    if not isinstance(u, dict):
+        return None, None, None
+    details = u.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    return u.get("prompt_tokens"), u.get("completion_tokens"), cached
+
+
+def _logprobs(lp):
+    if not isinstance(lp, dict):
+        return None
+    return {**lp, "content": lp.get("content"), "refusal": lp.get("refusal")}
+
+
+def response(body: dict, model: str) -> dict:
+    """Normalise a non-streaming chat completion so it validates as CreateChatCompletionResponse."""
+    out = dict(body)
+    if not isinstance(out.get("id"), str) or not out["id"]:
+        out["id"] = f"chatcmpl-{uuid.uuid4().hex}"
+    out["object"] = "chat.completion"
+    if not isinstance(out.get("created"), int) or isinstance(out.get("created"), bool):
+        out["created"] = int(time.time())
+    if not isinstance(out.get("model"), str) or not out["model"]:
+        out["model"] = model
+    choices = []
+    for i, ch in enumerate(out.get("choices") or []):
+        if not isinstance(ch, dict):
+            continue
+        msg = dict(ch.get("message") or {})
+        msg["role"] = "assistant"
+        content = msg.get("content")
+        if isinstance(content, list):  # content parts: keep the text
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict)) or None
+        msg["content"] = content if isinstance(content, str) else None
+        msg["refusal"] = msg.get("refusal") if isinstance(msg.get("refusal"), str) else None
+        calls = _tool_calls(msg.get("tool_calls"))
+        if calls:
+            msg["tool_calls"] = calls
+        else:
+            msg.pop("tool_calls", None)
+        if not isinstance(msg.get("function_call"), dict):
+            msg.pop("function_call", None)
+        if msg.get("audio") is None:
+            msg.pop("audio", None)
+        if not isinstance(msg.get("annotations"), list):
+            msg.pop("annotations", None)
+        choices.append({
+            **ch,
+            "index": ch["index"] if isinstance(ch.get("index"), int) else i,
+            "message": msg,
+            "logprobs": _logprobs(ch.get("logprobs")),
+            "finish_reason": _finish_reason(ch.get("finish_reason"), bool(calls)),
+        })
+    out["choices"] = choices
+    u = usage(out.get("usage"))
+    if u is None:
+        out.pop("usage", None)
+    else:
+        out["usage"] = u
+    for key in ("system_fingerprint", "service_tier"):
+        if not isinstance(out.get(key), str):
+            out.pop(key, None)
+    return out
+
+
+def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bool) -> dict:
+    """Normalise one stream event so it validates as CreateChatCompletionStreamResponse.
+
+    `fallback_id`/`created` keep the id and timestamp stable across a stream whose backend omits them.
+    With `keep_usage` False the usage field is removed (the client did not ask for it)."""
+    out = dict(body)
+    if not isinstance(out.get("id"), str) or not out["id"]:
+        out["id"] = fallback_id
+    out["object"] = "chat.completion.chunk"
+    if not isinstance(out.get("created"), int) or isinstance(out.get("created"), bool):
+        out["created"] = created
+    if not isinstance(out.get("model"), str) or not out["model"]:
+        out["model"] = model
+    choices = []
+    for i, ch in enumerate(out.get("choices") or []):
+        if not isinstance(ch, dict):
+            continue
+        delta = {k: v for k, v in (ch.get("delta") or {}).items() if v is not None or k in ("content", "refusal")}
+        if "role" in delta and delta["role"] not in DELTA_ROLES:
+            delta["role"] = "assistant"
+        if not isinstance(delta.get("content", ""), str):
+            delta["content"] = None
+        if "tool_calls" in delta:
+            calls = []
+            for j, c in enumerate(delta["tool_calls"] if isinstance(delta["tool_calls"], list) else []):
+                if isinstance(c, dict):
+                    c = {k: v for k, v in c.items() if v is not None}
+                    if not isinstance(c.get("index"), int):
+                        c["index"] = j
+                    if isinstance(c.get("function"), dict):
+                        c["function"] = {k: v for k, v in c["function"].items() if isinstance(v, str)}
+                    calls.append(c)
+            if calls:
+                delta["tool_calls"] = calls
+            else:
+                del delta["tool_calls"]
+        fr = ch.get("finish_reason")
+        new = {**ch, "index": ch["index"] if isinstance(ch.get("index"), int) else i, "delta": delta,
+               "finish_reason": None if fr is None else _finish_reason(fr, "tool_calls" in delta)}
+        if "logprobs" in ch:
+            new["logprobs"] = _logprobs(ch["logprobs"])
+        choices.append(new)
+    out["choices"] = choices
+    if keep_usage:
+        out["usage"] = usage(out.get("usage"))
+    else:
+        out.pop("usage", None)
+    for key in ("system_fingerprint", "service_tier"):
+        if not isinstance(out.get(key), str):
+            out.pop(key, None)
+    return out
+
+
+def models_list(entries: list[tuple[str, str]], created: int = 0) -> dict:
+    """A ListModelsResponse from (model id, owner) pairs."""
+    return {"object": "list",
+            "data": [{"id": mid, "object": "model", "created": created, "owned_by": owner} for mid, owner in entries]}
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def error_type(status: int) -> str:
+    return _ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+
+
+def error_body(message: str, status: int = 400, type: str | None = None, param: str | None = None,
+               code: str | None = None) -> dict:
+    """OpenAI's error body: {"error": {"message", "type", "param", "code"}}."""
+    return {"error": {"message": message, "type": type or error_type(status), "param": param,
+                      "code": None if code is None else str(code)}}
+
+
+def upstream_error(status: int, raw: bytes, provider: str) -> dict:
+    """The error body for an upstream HTTP error: the upstream's own message, type, param and code when it
+    sent an OpenAI-shaped error, else its text (trimmed), so the client learns what the backend said."""
+    try:
+        data = loads(raw) if raw else None
+    except DecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if isinstance(err, dict) and err.get("message"):
+        param, code = err.get("param"), err.get("code")
+        return error_body(str(err["message"]), status, type=err.get("type") if isinstance(err.get("type"), str) else None,
+                          param=param if isinstance(param, str) else None,
+                          code=None if code is None else str(code))
+    if isinstance(err, str) and err:
+        message = err
+    elif isinstance(data, dict) and isinstance(data.get("message") or data.get("detail"), str):
+        message = data.get("message") or data.get("detail")
+    else:
+        message = raw.decode("utf-8", "replace").strip()[:2000] or f"HTTP {status}"
+    return error_body(f"provider '{provider}' answered {status}: {message}", status)
+
+
+def error_message(raw: bytes, limit: int = 500) -> str:
+    """A short text for the audit log from an error body."""
+    return raw.decode("utf-8", "replace")[:limit]
+
+
+# --- server-sent events -------------------------------------------------------------------------
+
+
+def sse(obj: dict) -> bytes:
+    return b"data: " + dumps(obj) + b"\n\n"
+
+
+def sse_error(message: str, type: str = "api_error", code: str | None = None) -> bytes:
+    """The event that ends a stream which failed after its first byte (no [DONE] follows it)."""
+    return sse(error_body(message, 500, type=type, code=code))
+
+
+class SSEParser:
+    """Incremental parser of a text/event-stream body: feed it byte chunks as they arrive, get back the
+    `data` payloads of the events they complete. Handles \\n, \\r\\n and \\r line ends, multi-line data
+    and comments, so a chunk boundary anywhere is harmless."""
+
+    __slots__ = ("_buf", "_data")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buf = self._buf + chunk
+        if b"\r" in buf:
+            if buf.endswith(b"\r"):  # a \r\n may be split across chunks: wait for the next byte
+                self._buf = buf
+                return []
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *lines, self._buf = buf.split(b"\n")
+        events = []
+        for line in lines:
+            if not line:
+                if self._data:
+                    events.append(b"\n".join(self._data))
+                    self._data = []
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+            # other fields (event:, id:, retry:) and comments (":") carry nothing the gateway needs
+        return events
+
+    def close(self) -> list[bytes]:
+        """Events left when the stream ends without a final blank line."""
+        events = self.feed(b"\n\n") if (self._buf or self._data) else []
+        self._buf, self._data = b"", []
+        return events

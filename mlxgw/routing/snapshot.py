@@ -1,0 +1,178 @@
+"""The Snapshot: everything the request path needs from the config, compiled once, never mutated.
+
+The server builds one at start and builds a fresh one whenever the store's revision moves, then swaps a
+single reference; a request keeps the Snapshot it started with. Hence: no database, no regex compilation
+and no timeout arithmetic per request.
+
+Route precedence (GATE-03): an exact match, else the LONGEST matching prefix (ties: declared order), else
+the first regex in declared order that `re.search`es the name (a regex anchors itself with ^ and $).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from mlxgw.backends.base import Timeouts
+from mlxgw.config import durations
+
+DEFAULT_TIMEOUTS = Timeouts()
+LOCAL_KINDS = frozenset({"mlx-openai-server", "vllm-mlx"})
+
+
+def merge_timeouts(base: Timeouts, overrides: dict | None) -> Timeouts:
+    """`base` with the durations written in `overrides` (a config `timeouts` mapping) applied."""
+    if not overrides:
+        return base
+    values = {k: durations.parse_seconds(v) for k, v in overrides.items() if k in Timeouts.__slots__}
+    return Timeouts(**{**{k: getattr(base, k) for k in Timeouts.__slots__}, **values})
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    kind: str
+    spec: dict  # canonical provider spec (models included)
+    api_key: str | None
+    timeouts: Timeouts
+    models: tuple[str, ...] = ()
+    aliases: dict = field(default_factory=dict)  # alias or name -> model name
+
+    @property
+    def local(self) -> bool:
+        return self.kind in LOCAL_KINDS
+
+    def resolve(self, model: str) -> str:
+        return self.aliases.get(model, model)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One place a request may go. `model` None means the requested name passes through."""
+
+    provider: str
+    model: str | None
+    timeouts: Timeouts
+
+    @property
+    def label(self) -> str:
+        return f"{self.provider}/{self.model}" if self.model else self.provider
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    key: str  # the route's name, else "kind:pattern"
+    match_type: str
+    pattern: str
+    targets: tuple[Target, ...]
+
+
+class Snapshot:
+    """Immutable view of one config revision. Build with Snapshot(config, keys, revision)."""
+
+    __slots__ = ("revision", "providers", "routes", "_exact", "_prefixes", "_regexes", "_models", "defaults")
+
+    def __init__(self, config: dict, keys: dict | None = None, revision: int = 0):
+        keys = keys or {}
+        self.revision = revision
+        d = config.get("defaults") or {}
+        self.defaults = merge_timeouts(DEFAULT_TIMEOUTS, d.get("timeouts"))
+        providers: dict[str, Provider] = {}
+        for p in config.get("providers") or []:
+            names, aliases = [], {}
+            for m in p.get("models") or []:
+                names.append(m["name"])
+                aliases[m["name"]] = m["name"]
+                for a in m.get("aliases") or []:
+                    aliases.setdefault(a, m["name"])
+            providers[p["name"]] = Provider(
+                name=p["name"], kind=p["kind"], spec=p, api_key=keys.get(p["name"]),
+                timeouts=merge_timeouts(self.defaults, p.get("timeouts")), models=tuple(names), aliases=aliases,
+            )
+        self.providers = providers
+        specs = list(config.get("routes") or [])
+        by_name = {r["name"]: r for r in specs if r.get("name")}
+        routes, exact, prefixes, regexes = [], {}, [], []
+        for r in specs:
+            (mtype, pattern), = r["match"].items()
+            key = r.get("name") or f"{mtype}:{pattern}"
+            targets = tuple(
+                Target(provider=prov, model=model,
+                       timeouts=merge_timeouts(providers[prov].timeouts if prov in providers else self.defaults,
+                                               r.get("timeouts")))
+                for prov, model in self._chain(r, by_name, providers)
+            )
+            route = Route(key=key, match_type=mtype, pattern=pattern, targets=targets)
+            routes.append(route)
+            if mtype == "exact":
+                exact.setdefault(pattern, route)
+            elif mtype == "prefix":
+                prefixes.append(route)
+            else:
+                regexes.append((re.compile(pattern), route))
+        # Longest first; sorted() is stable, so equal lengths keep declared order.
+        prefixes.sort(key=lambda rt: len(rt.pattern), reverse=True)
+        self.routes = tuple(routes)
+        self._exact = exact
+        self._prefixes = tuple((rt.pattern, rt) for rt in prefixes)
+        self._regexes = tuple(regexes)
+        self._models = self._list_models()
+
+    @staticmethod
+    def _parse_target(text: str, providers: dict) -> tuple[str, str | None]:
+        prov, _, model = text.partition("/")
+        if model and prov in providers:
+            model = providers[prov].resolve(model)
+        return prov, model or None
+
+    def _chain(self, route: dict, by_name: dict, providers: dict, seen: set | None = None) -> list:
+        """The route's ordered targets: target, then each fallback; `@name` expands to that route's own
+        chain. Duplicates and reference cycles are dropped."""
+        seen = set() if seen is None else seen
+        if route.get("name"):
+            seen.add(route["name"])
+        out: list = []
+        for entry in [route["target"], *(route.get("fallback") or [])]:
+            if entry.startswith("@"):
+                ref = by_name.get(entry[1:])
+                items = [] if ref is None or entry[1:] in seen else self._chain(ref, by_name, providers, seen)
+            else:
+                items = [self._parse_target(entry, providers)]
+            for item in items:
+                if item not in out:
+                    out.append(item)
+        return out
+
+    def route(self, model: str) -> Route | None:
+        r = self._exact.get(model)
+        if r is not None:
+            return r
+        for prefix, r in self._prefixes:
+            if model.startswith(prefix):
+                return r
+        for rx, r in self._regexes:
+            if rx.search(model):
+                return r
+        return None
+
+    def backend_model(self, target: Target, requested: str) -> str:
+        """The model name sent to the target's backend."""
+        if target.model:
+            return target.model
+        p = self.providers.get(target.provider)
+        return p.resolve(requested) if p else requested
+
+    def _list_models(self) -> tuple[tuple[str, str], ...]:
+        out: dict[str, str] = {}
+        for r in self.routes:
+            if r.match_type == "exact":
+                out.setdefault(r.pattern, r.targets[0].provider if r.targets else "mlxgw")
+        for p in self.providers.values():
+            for name in p.aliases:  # names and aliases, in declared order
+                out.setdefault(name, p.name)
+        return tuple(out.items())
+
+    def models(self) -> tuple[tuple[str, str], ...]:
+        """(model id, owner) pairs a client can ask for: exact-route names, then every declared model
+        name and alias of every provider."""
+        return self._models

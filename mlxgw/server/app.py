@@ -1,0 +1,39 @@
+"""`create_app(config)`: the Falcon ASGI application, wired from plain objects.
+
+Dependencies flow one way: the app owns one Gateway (runtime, audit writer, key hashes); resources and
+middleware receive it in their constructors; the Lifespan middleware fills it at start-up.
+"""
+
+from __future__ import annotations
+
+import falcon.asgi
+
+from mlxgw.server import errors
+from mlxgw.server.chat import ChatCompletions
+from mlxgw.server.config import ServerConfig
+from mlxgw.server.gateway import Gateway
+from mlxgw.server.lifespan import Lifespan
+from mlxgw.server.middleware import RequestContext
+from mlxgw.server.resources import Health, Models, Root
+
+
+class GatewayApp(falcon.asgi.App):
+    """Falcon's App plus handles on the live state, for the CLI and tests."""
+
+    __slots__ = ("gateway", "lifespan")
+
+
+def create_app(config: ServerConfig | None = None) -> GatewayApp:
+    config = config or ServerConfig()
+    gateway = Gateway(config)
+    lifespan = Lifespan(gateway)
+    app = GatewayApp(middleware=[lifespan, RequestContext(gateway)], cors_enable=False)
+    app.req_options.strip_url_path_trailing_slash = True
+    errors.install(app)
+    app.add_route("/v1/chat/completions", ChatCompletions(gateway))
+    app.add_route("/v1/models", Models(gateway))
+    app.add_route("/health", Health(gateway))
+    app.add_route("/", Root())
+    app.gateway = gateway
+    app.lifespan = lifespan
+    return app

@@ -1,0 +1,22 @@
+"""The state every resource shares: the current Runtime, the audit writer, the key hashes.
+
+Resources get this object passed in (no globals), which is also what lets tests build several gateways
+in one process."""
+
+from __future__ import annotations
+
+from mlxgw.audit.writer import AuditWriter
+from mlxgw.backends.http import HttpClient
+from mlxgw.server.config import ServerConfig
+from mlxgw.server.runtime import Runtime
+
+
+class Gateway:
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.http = HttpClient()
+        self.runtime: Runtime | None = None  # set at startup, swapped by the reloader
+        self.audit: AuditWriter | None = None
+        self.key_hashes: frozenset[str] = frozenset()
+        self.keys_required = config.keys_required
+        self.ready = False

@@ -1,0 +1,74 @@
+"""Start-up and shutdown, as a Falcon middleware (Falcon runs ASGI lifespan through middleware).
+
+Start-up: open the store, build the first Runtime, start the shared HTTP client, the audit writer and
+the reload task. The reload task polls the store's revision (one integer) about every second and swaps
+in a new Runtime when it moves; a config that fails to build keeps the old Runtime and logs why.
+Shutdown: stop reloading, drain the audit log (no row lost), close the HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from mlxgw.audit.writer import AuditWriter
+from mlxgw.server import keys, runtime
+from mlxgw.server.gateway import Gateway
+from mlxgw.store.db import Store
+from mlxgw.store.state import current_revision, load_runtime
+
+log = logging.getLogger("mlxgw.server")
+
+
+class Lifespan:
+    def __init__(self, gateway: Gateway):
+        self.gw = gateway
+        self.store: Store | None = None
+        self._reloader: asyncio.Task | None = None
+
+    async def process_startup(self, scope, event) -> None:
+        gw = self.gw
+        self.store = store = Store(gw.config.db_url)
+        await gw.http.start()
+        revision, config, provider_keys = load_runtime(store)
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http)
+        gw.key_hashes = keys.load_hashes(store)
+        gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
+        await gw.audit.start()
+        self._reloader = asyncio.create_task(self._reload_loop(), name="mlxgw-reload")
+        gw.ready = True
+        log.info("mlxgw serving config revision %d from %s", revision, store.where)
+
+    async def process_shutdown(self, scope, event) -> None:
+        gw = self.gw
+        gw.ready = False
+        if self._reloader is not None:
+            self._reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloader
+        if gw.audit is not None:
+            await gw.audit.stop()
+        await gw.http.close()
+        if self.store is not None:
+            self.store.engine.dispose()
+
+    async def reload_once(self) -> bool:
+        """Swap in the store's config if its revision moved; refresh gateway key hashes. True on a swap."""
+        gw, store = self.gw, self.store
+        gw.key_hashes = await asyncio.to_thread(keys.load_hashes, store)
+        rev = await asyncio.to_thread(current_revision, store)
+        if rev == gw.runtime.revision:
+            return False
+        revision, config, provider_keys = await asyncio.to_thread(load_runtime, store)
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http)
+        log.info("mlxgw reloaded config revision %d", revision)
+        return True
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.gw.config.reload_interval)
+            try:
+                await self.reload_once()
+            except Exception as exc:  # keep serving the config we have
+                log.warning("mlxgw could not reload the config: %s", exc)

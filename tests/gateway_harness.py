@@ -1,0 +1,94 @@
+"""Run the real gateway for tests: uvicorn serving `create_app` on an ephemeral port, in a thread with
+its own event loop, against the real SQLite store of the test's MLXGW_HOME.
+
+    with running_gateway(ServerConfig(...)) as gw:
+        gw.base_url          # "http://127.0.0.1:PORT/v1"
+        gw.app.gateway       # the live state (runtime, audit writer)
+
+`apply_config(cli, tmp_path, yaml_text)` writes a gateway.yaml and applies it with the real CLI.
+`openai_config(base_url, ...)` builds the YAML of one openai-compatible provider and its routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import textwrap
+import threading
+import time
+
+import uvicorn
+
+from mlxgw.server import ServerConfig, create_app
+
+
+class RunningGateway:
+    def __init__(self, config: ServerConfig):
+        self.app = create_app(config)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.base_url = self.origin + "/v1"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, lifespan="on", access_log=False, log_level="warning",
+                                                    loop="asyncio", http="httptools"))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve(sockets=[self.sock]))
+        except BaseException as exc:  # surfaced by start()
+            self.error = exc
+
+    def start(self) -> RunningGateway:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if self.error or not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"gateway did not start: {self.error!r}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def running_gateway(config: ServerConfig | None = None, **kwargs):
+    gw = RunningGateway(config or ServerConfig(**kwargs)).start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def openai_config(base_url: str, *, provider: str = "up", extra_provider: str = "", routes: str | None = None) -> str:
+    routes = routes if routes is not None else textwrap.dedent("""\
+        - match: {prefix: "gpt-"}
+          target: up
+        - match: {exact: up-model}
+          target: up
+    """)
+    return (
+        "version: 1\n"
+        "providers:\n"
+        f"  - name: {provider}\n"
+        "    kind: openai-compatible\n"
+        f"    base_url: '{base_url}'\n"
+        "    api_key: ${env:OPENAI_API_KEY}\n"
+        + textwrap.indent(extra_provider, "    ")
+        + "routes:\n"
+        + textwrap.indent(routes, "  ")
+    )
+
+
+def apply_config(cli, tmp_path, text: str, name: str = "gateway.yaml") -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    code, out, err = cli("apply", "-f", str(path), "--yes")
+    assert code == 0, out + err
