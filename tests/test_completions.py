@@ -43,3 +43,14 @@ def test_other_shells_parse(shell):
     if exe is None:
         pytest.skip(f"{shell} is not installed")
     subprocess.run([exe, "-n", str(ROOT / "completions" / f"mlxgw.{shell}")], check=True)
+
+
+def test_fish_completes_subcommands():
+    exe = shutil.which("fish")
+    if exe is None:
+        pytest.skip("fish is not installed")
+    src = ROOT / "completions" / "mlxgw.fish"
+    out = subprocess.run([exe, "-c", f"source {src}; complete -C 'mlxgw providers s'; complete -C 'mlxgw diff --ex'"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0].startswith("set-key")
+    assert "--exit-code" in out
