@@ -92,3 +92,18 @@ def apply_config(cli, tmp_path, text: str, name: str = "gateway.yaml") -> None:
     path.write_text(text)
     code, out, err = cli("apply", "-f", str(path), "--yes")
     assert code == 0, out + err
+
+
+def wait_for_rows(gw: RunningGateway, n: int, timeout: float = 5.0) -> list[dict]:
+    """The audit rows once at least `n` were written (the writer batches every 200 ms)."""
+    from mlxgw.audit import queries
+    from mlxgw.store.db import Store
+
+    store = Store(gw.app.gateway.config.db_url)
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = queries.tail(store, 10_000)
+        if len(rows) >= n or time.monotonic() > deadline:
+            store.engine.dispose()
+            return rows
+        time.sleep(0.05)

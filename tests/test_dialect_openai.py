@@ -1,0 +1,146 @@
+"""The OpenAI dialect: request checks, normalisation of deviating backends, SSE parsing, error bodies.
+Every normalised body is checked against the conformance schema."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlxgw.dialects import openai as oa
+from tests import conformance
+
+
+def test_parse_request_accepts_a_minimal_body():
+    body = oa.parse_request(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "x": 1}')
+    assert body["x"] == 1
+
+
+@pytest.mark.parametrize("raw,param", [
+    (b"{not json", None),
+    (b"[1, 2]", None),
+    (b'{"messages": [{"role": "user"}]}', "model"),
+    (b'{"model": 3, "messages": [{"role": "user"}]}', "model"),
+    (b'{"model": "  ", "messages": [{"role": "user"}]}', "model"),
+    (b'{"model": "m"}', "messages"),
+    (b'{"model": "m", "messages": []}', "messages"),
+    (b'{"model": "m", "messages": "hi"}', "messages"),
+    (b'{"model": "m", "messages": ["hi"]}', "messages[0]"),
+    (b'{"model": "m", "messages": [{"content": "x"}]}', "messages[0].role"),
+    (b'{"model": "m", "messages": [{"role": "user"}], "stream": "yes"}', "stream"),
+    (b'{"model": "m", "messages": [{"role": "user"}], "stream_options": 1}', "stream_options"),
+])
+def test_parse_request_names_the_bad_field(raw, param):
+    with pytest.raises(oa.RequestError) as e:
+        oa.parse_request(raw)
+    assert e.value.param == param
+    conformance.validate("ErrorResponse", oa.error_body(e.value.message, 400, param=e.value.param, code=e.value.code))
+
+
+def test_upstream_request_always_asks_for_usage_on_streams():
+    body = {"model": "alias", "messages": [], "stream": True}
+    out = oa.upstream_request(body, "real")
+    assert out["model"] == "real" and out["stream_options"] == {"include_usage": True}
+    assert body == {"model": "alias", "messages": [], "stream": True}  # the client's dict is untouched
+    assert not oa.wants_usage(body)
+    assert "stream_options" not in oa.upstream_request({"model": "a", "messages": []}, "b")
+    assert oa.wants_usage({"stream_options": {"include_usage": True}})
+
+
+def test_response_normalises_a_minimal_backend_body():
+    out = oa.response({"choices": [{"message": {"content": "hi"}}]}, "m")
+    conformance.validate("CreateChatCompletionResponse", out)
+    ch = out["choices"][0]
+    assert ch["logprobs"] is None and ch["finish_reason"] == "stop" and ch["index"] == 0
+    assert ch["message"] == {"role": "assistant", "content": "hi", "refusal": None}
+    assert out["object"] == "chat.completion" and out["model"] == "m" and isinstance(out["created"], int)
+
+
+def test_response_fixes_usage_tool_calls_and_finish_reason():
+    out = oa.response({
+        "id": "x", "object": "chat.completion", "created": 1, "model": "up",
+        "choices": [{"index": 0, "finish_reason": "tool_use", "message": {
+            "role": "assistant", "content": None,
+            "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "prompt_tokens_details": None},
+        "system_fingerprint": None,
+    }, "m")
+    conformance.validate("CreateChatCompletionResponse", out)
+    call = out["choices"][0]["message"]["tool_calls"][0]
+    assert call["type"] == "function" and call["id"].startswith("call_")
+    assert json.loads(call["function"]["arguments"]) == {"a": 1}
+    assert out["choices"][0]["finish_reason"] == "tool_calls"
+    assert out["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    assert oa.tokens(out["usage"]) == (3, 2, None)
+    assert oa.tokens({"prompt_tokens": 1, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 1}}) \
+        == (1, 1, 1)
+
+
+def test_chunk_normalisation_and_usage_stripping():
+    raw = {"choices": [{"delta": {"role": "assistant", "content": "a", "tool_calls": None}, "finish_reason": None}],
+           "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    kept = oa.chunk(raw, "m", "chatcmpl-1", 5, keep_usage=True)
+    dropped = oa.chunk(raw, "m", "chatcmpl-1", 5, keep_usage=False)
+    for c in (kept, dropped):
+        conformance.validate("CreateChatCompletionStreamResponse", c)
+        assert c["id"] == "chatcmpl-1" and c["created"] == 5 and c["object"] == "chat.completion.chunk"
+    assert kept["usage"]["total_tokens"] == 2 and "usage" not in dropped
+    assert oa.chunk({"choices": []}, "m", "i", 1, True)["usage"] is None
+    calls = oa.chunk({"choices": [{"delta": {"tool_calls": [{"id": "c1", "type": "function", "function": {
+        "name": "f", "arguments": None}}]}, "finish_reason": "eos"}]}, "m", "i", 1, False)
+    conformance.validate("CreateChatCompletionStreamResponse", calls)
+    assert calls["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
+    assert calls["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_models_list_conforms():
+    conformance.validate("ListModelsResponse", oa.models_list([("a", "p"), ("b", "q")]))
+
+
+@pytest.mark.parametrize("raw,message", [
+    (b'{"error": {"message": "bad key", "type": "invalid_request_error", "code": "invalid_api_key"}}', "bad key"),
+    (b'{"error": "plain"}', "plain"),
+    (b'{"detail": "not found"}', "not found"),
+    (b"<html>502 Bad Gateway</html>", "502 Bad Gateway"),
+    (b"", "HTTP 503"),
+])
+def test_upstream_error_passes_the_message_on(raw, message):
+    body = oa.upstream_error(503, raw, "up")
+    conformance.validate("ErrorResponse", body)
+    assert message in body["error"]["message"]
+
+
+def test_upstream_error_keeps_openai_fields():
+    body = oa.upstream_error(401, b'{"error": {"message": "m", "type": "t", "param": null, "code": 7}}', "up")
+    assert body == {"error": {"message": "m", "type": "t", "param": None, "code": "7"}}
+
+
+def test_sse_error_event_conforms():
+    raw = oa.sse_error("boom")
+    assert raw.startswith(b"data: ") and raw.endswith(b"\n\n")
+    conformance.validate("ErrorResponse", json.loads(raw[6:]))
+
+
+STREAM = (b": comment\n\ndata: {\"a\": 1}\n\nevent: x\ndata: {\"b\":\ndata: 2}\r\n\r\n"
+          b"data:{\"c\": 3}\r\rdata: [DONE]\n\n")
+EXPECTED = [b'{"a": 1}', b'{"b":\n2}', b'{"c": 3}', b"[DONE]"]
+
+
+def test_sse_parser_whole_stream():
+    assert oa.SSEParser().feed(STREAM) == EXPECTED
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 13])
+def test_sse_parser_any_chunk_boundary(size):
+    p = oa.SSEParser()
+    events = []
+    for i in range(0, len(STREAM), size):
+        events += p.feed(STREAM[i:i + size])
+    events += p.close()
+    assert events == EXPECTED
+
+
+def test_sse_parser_flushes_an_unterminated_event_on_close():
+    p = oa.SSEParser()
+    assert p.feed(b"data: {\"x\": 1}") == []
+    assert p.close() == [b'{"x": 1}']
