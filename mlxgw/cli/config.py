@@ -54,6 +54,12 @@ def _print_plan(plan: Plan, json: bool) -> None:
         _output.say("no changes" + (f" ({n['kept']} kept, not in the file)" if n["kept"] else ""))
 
 
+def _plan(file: str, prune: bool, db: str | None):
+    doc = declarative.load_valid(file)  # a bad file is reported before any database is opened
+    store, boxes = open_store(db), declarative.Boxes()
+    return store, boxes, doc, declarative.plan(store, doc, prune, boxes)
+
+
 @app.command()
 def diff(
     file: FileOption,
@@ -63,10 +69,7 @@ def diff(
     db: DbOption = None,
 ) -> None:
     """Show what `apply` would change, entity by entity (+ add, ~ change, - remove). Secrets are masked."""
-    store = open_store(db)
-    boxes = declarative.Boxes()
-    doc = declarative.load_valid(file)
-    plan = declarative.plan(store, doc, prune, boxes)
+    _, _, _, plan = _plan(file, prune, db)
     _print_plan(plan, json)
     raise typer.Exit(2 if exit_code and plan.has_changes else 0)
 
@@ -81,10 +84,7 @@ def apply(
     db: DbOption = None,
 ) -> None:
     """Validate, then write the file into the store in ONE transaction and bump the config revision."""
-    store = open_store(db)
-    boxes = declarative.Boxes()
-    doc = declarative.load_valid(file)
-    plan = declarative.plan(store, doc, prune, boxes)
+    store, boxes, doc, plan = _plan(file, prune, db)
     if not plan.has_changes:
         if json:
             _output.emit_json({"applied": False, "revision": None, "changes": [], "counts": plan.counts()})
