@@ -96,12 +96,15 @@ class OpenAICompatBackend(Backend):
         phase = "first_token"
         resp = None
         try:
-            async with asyncio.timeout(deadline) as scope:
+            async with asyncio.timeout_at(deadline) as scope:
                 resp = await self._open(body, t, self._headers)
+                # A non-streamed answer's first token is its body: the first_token deadline runs until
+                # the body starts; the rest of it must keep flowing (idle).
+                first = await resp.content.readany()
                 phase = "idle"
                 deadline = min(loop.time() + t.idle, end)
                 scope.reschedule(deadline)
-                raw = await resp.read()
+                raw = first + await resp.content.read() if first else first
         except TimeoutError as exc:
             if isinstance(exc, aiohttp.ConnectionTimeoutError):
                 raise self._transport_error(exc, False, t) from None
@@ -131,7 +134,7 @@ class OpenAICompatBackend(Backend):
         done = False
         try:
             try:
-                async with asyncio.timeout(deadline):
+                async with asyncio.timeout_at(deadline):
                     resp = await self._open(body, t, self._stream_headers)
                     if resp.status >= 400:
                         raw = await resp.read()
@@ -149,7 +152,7 @@ class OpenAICompatBackend(Backend):
                 yield chunk
                 deadline = min(loop.time() + t.idle, end)
                 try:
-                    async with asyncio.timeout(deadline):
+                    async with asyncio.timeout_at(deadline):
                         chunk = await resp.content.readany()
                 except TimeoutError:
                     raise self._timeout_error(t, phase, deadline, end) from None
