@@ -7,8 +7,6 @@ from typing import Annotated, Optional
 import typer
 
 from mlxgw.cli import _output
-from mlxgw.declarative import Boxes
-from mlxgw.store.db import Store
 
 DbOption = Annotated[
     Optional[str],
@@ -18,11 +16,13 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 FileOption = Annotated[str, typer.Option("-f", "--file", help="The gateway.yaml to read ('-' for stdin).")]
 
 
-def open_store(db: str | None) -> Store:
+def open_store(db: str | None):
+    from mlxgw.store.db import Store
+
     return Store(db)
 
 
-def note_created_key(boxes: Boxes) -> None:
+def note_created_key(boxes) -> None:
     if boxes.created:
         _output.warn(
             f"created a new master key file {boxes.created} (mode 0600). Back it up: the stored API keys "

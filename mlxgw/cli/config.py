@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlxgw import declarative
 from mlxgw.cli import _output, app
 from mlxgw.cli._common import DbOption, FileOption, JsonOption, note_created_key, open_store
-from mlxgw.config.plan import Plan
+
+# The library is imported inside each command: `mlxgw serve` should not pay for yaml and jsonschema.
 
 _SYMBOL_STYLE = {"+": "green", "~": "yellow", "-": "red", "=": "dim"}
 
@@ -22,6 +22,7 @@ def validate(
     offline: Annotated[bool, typer.Option("--offline", help="Do not require referenced env vars to be set.")] = False,
 ) -> None:
     """Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid, 1 invalid."""
+    from mlxgw import declarative
     from mlxgw.errors import ConfigError
 
     try:
@@ -40,7 +41,7 @@ def validate(
     raise typer.Exit(1 if problems else 0)
 
 
-def _print_plan(plan: Plan, json: bool) -> None:
+def _print_plan(plan, json: bool) -> None:
     if json:
         _output.emit_json({"changes": [c.as_dict() for c in plan.changes], "counts": plan.counts(),
                            "has_changes": plan.has_changes})
@@ -55,6 +56,8 @@ def _print_plan(plan: Plan, json: bool) -> None:
 
 
 def _plan(file: str, prune: bool, db: str | None):
+    from mlxgw import declarative
+
     doc = declarative.load_valid(file)  # a bad file is reported before any database is opened
     store, boxes = open_store(db), declarative.Boxes()
     return store, boxes, doc, declarative.plan(store, doc, prune, boxes)
@@ -107,6 +110,8 @@ def apply(
         if not typer.confirm("Apply these changes?"):
             _output.say("cancelled; nothing written")
             raise typer.Exit(1)
+    from mlxgw import declarative
+
     revision = declarative.apply(store, doc, plan, boxes)
     note_created_key(boxes)
     if json:
@@ -122,6 +127,8 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Print the store as canonical gateway.yaml (secrets as their ${env:NAME} references)."""
+    from mlxgw import declarative
+
     text = declarative.export(open_store(db))
     if output:
         with open(output, "w", encoding="utf-8") as fh:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from mlxgw import declarative
 from mlxgw.cli import _output, app
 from mlxgw.cli._common import DbOption, JsonOption, open_store
 
@@ -15,6 +14,8 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command()
 def generate() -> None:
     """Print a new Fernet master key (for MLXGW_MASTER_KEY)."""
+    from mlxgw import declarative
+
     _output.say(declarative.generate_key())
 
 
@@ -24,6 +25,8 @@ def rotate(json: JsonOption = False, db: DbOption = None) -> None:
 
     Key file: a new key is generated and the file rewritten. MLXGW_MASTER_KEY=NEW,OLD: secrets are
     re-encrypted under NEW; afterwards set MLXGW_MASTER_KEY=NEW."""
+    from mlxgw import declarative
+
     result = declarative.rotate(open_store(db))
     if json:
         _output.emit_json(result)

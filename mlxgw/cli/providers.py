@@ -5,9 +5,6 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.table import Table
-
-from mlxgw import declarative
 from mlxgw.cli import _output, app
 from mlxgw.cli._common import DbOption, JsonOption, note_created_key, open_store
 
@@ -18,6 +15,10 @@ app.add_typer(providers_app, name="providers")
 @providers_app.command("list")
 def list_(json: JsonOption = False, db: DbOption = None) -> None:
     """List providers with base URL and key fingerprint (never the key)."""
+    from rich.table import Table
+
+    from mlxgw import declarative
+
     rows = declarative.providers(open_store(db))
     if json:
         _output.emit_json(rows)
@@ -35,6 +36,8 @@ def list_(json: JsonOption = False, db: DbOption = None) -> None:
 @providers_app.command("set-key")
 def set_key(name: str, db: DbOption = None) -> None:
     """Store a provider's API key, read from a hidden prompt or from stdin (never from the command line)."""
+    from mlxgw import declarative
+
     if sys.stdin.isatty():
         value = typer.prompt(f"API key for {name}", hide_input=True)
     else:

@@ -7,8 +7,6 @@ what lets `diff` report "no change" for a file that differs only in spelling.
 
 from __future__ import annotations
 
-import yaml
-
 from mlxgw.config import durations
 
 PROVIDER_KEYS = (
@@ -76,17 +74,16 @@ def route_key(r: dict) -> str:
     return f"{kind}:{pattern}"
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
 def _str(dumper, value):
     style = '"' if value.startswith(("${", "^", "@")) or value in ("", "y", "n") else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-_Dumper.add_representer(str, _str)
-
-
 def to_yaml(data: dict) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+    import yaml  # here, not at the top: the server imports this module and never writes YAML
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(str, _str)
+    return yaml.dump(data, Dumper=Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
