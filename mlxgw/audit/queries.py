@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import select
 
 from mlxgw.store.db import Store
@@ -47,7 +49,7 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile."""
     if not sorted_values:
         return None
-    k = max(0, min(len(sorted_values) - 1, int(round(q * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
     return sorted_values[k]
 
 

@@ -52,7 +52,11 @@ class AuditWriter:
             await self._task
             self._task = None
         if self._pending:  # rows a failing database kept back: one last try
-            await asyncio.to_thread(self._write, self._take())
+            rows = self._take()
+            try:
+                await asyncio.to_thread(self._write, rows)
+            except Exception as exc:
+                log.error("audit log: %d rows lost, the database refused them: %s", len(rows), exc)
 
     def flush_sync(self) -> None:
         """Write pending rows from synchronous code (tests, emergency exits)."""

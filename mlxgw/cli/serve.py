@@ -14,6 +14,10 @@ from mlxgw.cli._common import DbOption
 from mlxgw.errors import MlxgwError
 
 
+def _exit_clean(signum, frame) -> None:
+    raise SystemExit(0)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on. Beyond loopback, gateway keys are required.")]
@@ -26,6 +30,7 @@ def serve(
 ) -> None:
     """Serve the OpenAI-compatible API on HOST:PORT."""
     import importlib.util
+    import signal
 
     import uvicorn
 
@@ -46,6 +51,9 @@ def serve(
         timeout_graceful_shutdown=30, server_header=False,
     )
     server = uvicorn.Server(uv)
+    # Uvicorn turns SIGTERM into a graceful shutdown, then re-raises it once done; by then the audit log
+    # is drained, so the process exits 0 rather than dying by the signal.
+    signal.signal(signal.SIGTERM, _exit_clean)
     server.run()
     if not server.started:
         raise MlxgwError(f"the gateway could not start on {host}:{port}", "see the messages above")

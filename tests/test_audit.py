@@ -1,0 +1,93 @@
+"""The audit writer (batched, off the request path, drained on stop) and the queries behind `logs`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import text
+
+from mlxgw.audit import queries
+from mlxgw.audit.writer import AuditWriter
+from mlxgw.store.db import Store
+
+
+def row(i: int, **kw) -> dict:
+    base = {"id": f"req_{i:06d}", "ts": 1_000_000.0 + i, "client_api": "openai", "backend_api": "openai",
+            "requested_model": "gpt-4o", "route": "prefix:gpt-", "provider": "up", "backend_model": "gpt-4o",
+            "attempts": 1, "stream": False, "status": 200, "duration_ms": float(i), "ttfb_ms": 1.0,
+            "input_tokens": 2, "output_tokens": 3, "cached_tokens": None, "error": None}
+    return {**base, **kw}
+
+
+@pytest.fixture
+def store(home) -> Store:
+    return Store()
+
+
+async def test_rows_are_written_in_batches_and_drained_on_stop(store):
+    w = AuditWriter(store, interval=0.05, batch=100)
+    await w.start()
+    for i in range(250):
+        w.record(row(i))
+    await asyncio.sleep(0.3)
+    assert w.written == 250  # flushed by size and by the timer, while running
+    for i in range(250, 1250):
+        w.record(row(i))
+    await w.stop()  # nothing may be lost on a clean stop
+    assert w.written == 1250
+    assert len(queries.tail(store, 5000)) == 1250
+
+
+async def test_record_never_blocks_even_when_the_database_fails(store, tmp_path):
+    broken = Store(f"sqlite:///{tmp_path / 'other.db'}")
+    broken.engine.dispose()
+    with broken.session(write=True) as s:
+        s.execute(text("DROP TABLE requests"))
+    w = AuditWriter(broken, interval=0.02, max_pending=10)
+    await w.start()
+    t0 = time.perf_counter()
+    for i in range(50):
+        w.record(row(i))
+    assert time.perf_counter() - t0 < 0.05
+    await asyncio.sleep(0.1)
+    await w.stop()
+    assert w.written == 0
+
+
+def test_tail_and_follow(store):
+    w = AuditWriter(store)
+    for i in range(5):
+        w.record(row(i))
+    w.flush_sync()
+    last = queries.tail(store, 3)
+    assert [r["id"] for r in last] == ["req_000002", "req_000003", "req_000004"]
+    f = queries.Follower(store, last)
+    assert f.poll() == []
+    w.record(row(5))
+    w.record(row(6, ts=1_000_006.0))
+    w.flush_sync()
+    assert [r["id"] for r in f.poll()] == ["req_000005", "req_000006"]
+    w.record(row(7, ts=1_000_006.0))  # same timestamp as the last row seen
+    w.flush_sync()
+    assert [r["id"] for r in f.poll()] == ["req_000007"]
+    assert f.poll() == []
+
+
+def test_stats_per_route_and_provider(store):
+    w = AuditWriter(store)
+    for i in range(1, 101):
+        w.record(row(i))
+    w.record(row(200, status=502, route="exact:x", provider="dead", duration_ms=5.0, input_tokens=None,
+                 output_tokens=None, error="refused"))
+    w.record(row(201, status=200, route="exact:x", provider="dead", duration_ms=7.0, error="stream broke"))
+    w.flush_sync()
+    s = queries.stats(store)
+    assert s["total"]["requests"] == 102 and s["total"]["errors"] == 2
+    gpt = s["routes"]["prefix:gpt-"]
+    assert (gpt["requests"], gpt["errors"], gpt["p50_ms"], gpt["p95_ms"]) == (100, 0, 50.0, 95.0)
+    assert gpt["input_tokens"] == 200 and gpt["output_tokens"] == 300
+    assert s["providers"]["dead"] == {"requests": 2, "errors": 2, "p50_ms": 5.0, "p95_ms": 7.0,
+                                      "input_tokens": 2, "output_tokens": 3}
+    assert queries.stats(store, since=2_000_000.0)["total"]["requests"] == 0
