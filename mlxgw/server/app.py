@@ -22,6 +22,12 @@ class GatewayApp(falcon.asgi.App):
 
     __slots__ = ("gateway", "lifespan")
 
+    async def __call__(self, scope, receive, send):
+        # Streams need the raw ASGI `receive` to notice a client that went away (uvicorn silently drops
+        # writes to a closed connection); the scope is the public way to hand it to the resource.
+        scope["mlxgw.receive"] = receive
+        return await super().__call__(scope, receive, send)
+
 
 def create_app(config: ServerConfig | None = None) -> GatewayApp:
     config = config or ServerConfig()

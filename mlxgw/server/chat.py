@@ -9,12 +9,15 @@ error event and no `[DONE]`. One audit row per request, queued when the answer i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import falcon
 
-from mlxgw.backends.base import ChatResult, UpstreamConnectError, UpstreamError, UpstreamProtocolError
+from mlxgw.backends.base import (
+    ChatResult, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout,
+)  # fmt: skip
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 from mlxgw.routing import Attempts
@@ -117,7 +120,8 @@ class ChatCompletions:
             if stream:
                 resp.content_type = "text/event-stream"
                 resp.set_headers(SSE_HEADERS)
-                resp.stream = self._relay(first, chunks, row, t0, backend_model, oa.wants_usage(body))
+                resp.stream = self._relay(first, chunks, row, t0, backend_model, oa.wants_usage(body),
+                                          req.scope.get("mlxgw.receive"))
             else:
                 self._respond(resp, result, row, t0, backend_model)
             return
@@ -130,9 +134,13 @@ class ChatCompletions:
         resp.data = dumps(out)
         self._finish(row, t0, 200)
 
-    async def _relay(self, first: bytes, chunks, row: dict, t0: float, backend_model: str, keep_usage: bool):
+    async def _relay(self, first: bytes, chunks, row: dict, t0: float, backend_model: str, keep_usage: bool,
+                     receive=None):
         """Relay the upstream's events to the client as they arrive, normalised, one write per upstream
-        read. Ends with [DONE], or with an error event when the stream breaks."""
+        read. Ends with [DONE], or with an error event when the stream breaks. When the client goes away
+        the upstream request is closed at the next chunk, so a backend stops generating for nobody."""
+        gone = asyncio.ensure_future(receive()) if receive is not None else None
+        status = 200
         parser = oa.SSEParser()
         stream_id = "chatcmpl-" + row["id"][4:]
         created = int(time.time())
@@ -169,6 +177,9 @@ class ChatCompletions:
                     out.append(oa.sse(c))
                 if out:
                     yield b"".join(out)
+                if gone is not None and gone.done():
+                    status, error = 499, "client disconnected"
+                    return
                 if done or error or chunk is None:
                     break
                 try:
@@ -182,11 +193,14 @@ class ChatCompletions:
                 yield oa.DONE
         except UpstreamError as exc:
             error = exc.message
-            yield oa.sse_error(exc.message, type="timeout_error" if "timed out" in exc.message else "api_error",
-                               code=getattr(exc, "kind", None) and "timeout")
+            timeout = isinstance(exc, UpstreamTimeout)
+            yield oa.sse_error(exc.message, type="timeout_error" if timeout else "api_error",
+                               code="timeout" if timeout else "upstream_failed")
         except BaseException as exc:  # client gone (cancelled) or a bug: record it, then let it propagate
             error = error or f"stream aborted: {type(exc).__name__}"
             raise
         finally:
+            if gone is not None and not gone.done():
+                gone.cancel()
             await chunks.aclose()
-            self._finish(row, t0, 200, error)
+            self._finish(row, t0, status, error)
