@@ -70,3 +70,13 @@ def test_serve_beyond_loopback_requires_a_key(home, cli):
 def test_serve_help(cli, flag):
     code, out, _ = cli("serve", flag)
     assert code == 0 and "--host" in out and "--port" in out and "--db" in out
+
+
+def test_serve_with_the_wrong_master_key_is_a_plain_error(home, cli, tmp_path, upstream, monkeypatch):  # noqa: F811
+    apply_config(cli, tmp_path, openai_config(upstream.base_url))
+    from cryptography.fernet import Fernet
+
+    env = dict(os.environ, MLXGW_MASTER_KEY=Fernet.generate_key().decode())
+    r = subprocess.run([sys.executable, "-m", "mlxgw", "serve", "--port", str(free_port())], env=env,
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 1 and "cannot decrypt" in r.stderr and "Traceback" not in r.stderr

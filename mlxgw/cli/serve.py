@@ -37,15 +37,19 @@ def serve(
     from mlxgw.server import ServerConfig, create_app
     from mlxgw.server.keys import load_hashes
     from mlxgw.store.db import Store
+    from mlxgw.store.state import load_runtime
 
     config = ServerConfig(db_url=db, host=host, port=port, max_body_bytes=max_body)
-    if config.keys_required and not load_hashes(Store(db)):
+    store = Store(db)
+    loaded = load_runtime(store)  # a store or master-key problem stops here, as a plain error
+    if config.keys_required and not load_hashes(store):
         raise MlxgwError(
             f"listening on {host} (beyond loopback) requires gateway keys, and none exists",
             "create one with `mlxgw tokens create NAME`, or listen on 127.0.0.1",
         )
     uv = uvicorn.Config(
-        create_app(config), host=host, port=port, lifespan="on", access_log=False, log_level=log_level,
+        create_app(config, store=store, loaded=loaded), host=host, port=port, lifespan="on", access_log=False,
+        log_level=log_level,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         timeout_graceful_shutdown=30, server_header=False,

@@ -15,6 +15,7 @@ from mlxgw.server.gateway import Gateway
 from mlxgw.server.lifespan import Lifespan
 from mlxgw.server.middleware import RequestContext
 from mlxgw.server.resources import Health, Models, Root
+from mlxgw.store.db import Store
 
 
 class GatewayApp(falcon.asgi.App):
@@ -29,10 +30,13 @@ class GatewayApp(falcon.asgi.App):
         return await super().__call__(scope, receive, send)
 
 
-def create_app(config: ServerConfig | None = None) -> GatewayApp:
+def create_app(config: ServerConfig | None = None, *, store: Store | None = None,
+               loaded: tuple[int, dict, dict] | None = None) -> GatewayApp:
+    """The app for `config`. `store` is an already open Store and `loaded` what
+    `mlxgw.store.state.load_runtime(store)` returned, when the caller (the CLI) checked them up front."""
     config = config or ServerConfig()
     gateway = Gateway(config)
-    lifespan = Lifespan(gateway)
+    lifespan = Lifespan(gateway, store, loaded)
     app = GatewayApp(middleware=[lifespan, RequestContext(gateway)], cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)

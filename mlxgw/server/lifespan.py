@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import gc
 import logging
 
 from mlxgw.audit.writer import AuditWriter
@@ -21,23 +23,40 @@ from mlxgw.store.state import current_revision, load_runtime
 log = logging.getLogger("mlxgw.server")
 
 
+def _release_startup_memory() -> None:
+    """Imports and the first config load leave freed heap behind; hand it back to the OS so the idle
+    gateway stays small (glibc only; elsewhere this does nothing)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class Lifespan:
-    def __init__(self, gateway: Gateway):
+    def __init__(self, gateway: Gateway, store: Store | None = None, loaded: tuple | None = None):
+        """`store`/`loaded` let the CLI open the store and load the config before uvicorn starts, so a
+        broken store or master key is reported as a plain error instead of a failed lifespan."""
         self.gw = gateway
-        self.store: Store | None = None
+        self.store = store
+        self._loaded = loaded
         self._reloader: asyncio.Task | None = None
 
     async def process_startup(self, scope, event) -> None:
         gw = self.gw
-        self.store = store = Store(gw.config.db_url)
-        await gw.http.start()
-        revision, config, provider_keys = load_runtime(store)
-        gw.runtime = runtime.build(revision, config, provider_keys, gw.http)
+        if self.store is None:
+            self.store = Store(gw.config.db_url)
+        store = self.store
+        revision, config, provider_keys = self._loaded or load_runtime(store)
+        self._loaded = None
         gw.key_hashes = keys.load_hashes(store)
+        await gw.http.start()
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http)
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
         self._reloader = asyncio.create_task(self._reload_loop(), name="mlxgw-reload")
         gw.ready = True
+        _release_startup_memory()
         log.info("mlxgw serving config revision %d from %s", revision, store.where)
 
     async def process_shutdown(self, scope, event) -> None:
