@@ -80,3 +80,23 @@ def test_serve_with_the_wrong_master_key_is_a_plain_error(home, cli, tmp_path, u
     r = subprocess.run([sys.executable, "-m", "mlxgw", "serve", "--port", str(free_port())], env=env,
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and "cannot decrypt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_sighup_reloads_at_once(home, cli, tmp_path, upstream):  # noqa: F811
+    apply_config(cli, tmp_path, openai_config(upstream.base_url))
+    proc, port, _ = start("--reload-interval", "60")
+    try:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        body = {"model": "brand-new", "messages": [{"role": "user", "content": "x"}]}
+        assert httpx.post(url, json=body).status_code == 404
+        apply_config(cli, tmp_path, openai_config(upstream.base_url, routes="- match: {exact: brand-new}\n  target: up\n"),
+                     name="new.yaml")
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 2
+        while httpx.post(url, json=body).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    assert proc.returncode == 0

@@ -27,8 +27,10 @@ def serve(
     max_body: Annotated[int, typer.Option("--max-body", help="Largest request body accepted, in bytes.")]
     = 10 * 1024 * 1024,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn/mlxgw log level.")] = "info",
+    reload_interval: Annotated[float, typer.Option("--reload-interval", hidden=True, min=0.05)] = 1.0,
 ) -> None:
-    """Serve the OpenAI-compatible API on HOST:PORT."""
+    """Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw apply`) are picked up within a
+    second, or at once on SIGHUP."""
     import importlib.util
     import signal
 
@@ -39,7 +41,8 @@ def serve(
     from mlxgw.store.db import Store
     from mlxgw.store.state import load_runtime
 
-    config = ServerConfig(db_url=db, host=host, port=port, max_body_bytes=max_body)
+    config = ServerConfig(db_url=db, host=host, port=port, max_body_bytes=max_body,
+                          reload_interval=reload_interval)
     store = Store(db)
     loaded = load_runtime(store)  # a store or master-key problem stops here, as a plain error
     if config.keys_required and not load_hashes(store):

@@ -1,8 +1,9 @@
 """Start-up and shutdown, as a Falcon middleware (Falcon runs ASGI lifespan through middleware).
 
 Start-up: open the store, build the first Runtime, start the shared HTTP client, the audit writer and
-the reload task. The reload task polls the store's revision (one integer) about every second and swaps
-in a new Runtime when it moves; a config that fails to build keeps the old Runtime and logs why.
+the reload task. The reload task polls the store's revision (one integer) about every second, or at once
+on SIGHUP, and swaps in a new Runtime when it moves; a config that fails to build keeps the old Runtime
+and logs why.
 Shutdown: stop reloading, drain the audit log (no row lost), close the HTTP client.
 """
 
@@ -10,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import gc
 import logging
+import signal
 
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.server import keys, runtime
@@ -23,16 +23,6 @@ from mlxgw.store.state import current_revision, load_runtime
 log = logging.getLogger("mlxgw.server")
 
 
-def _release_startup_memory() -> None:
-    """Imports and the first config load leave freed heap behind; hand it back to the OS so the idle
-    gateway stays small (glibc only; elsewhere this does nothing)."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 class Lifespan:
     def __init__(self, gateway: Gateway, store: Store | None = None, loaded: tuple | None = None):
         """`store`/`loaded` let the CLI open the store and load the config before uvicorn starts, so a
@@ -41,6 +31,7 @@ class Lifespan:
         self.store = store
         self._loaded = loaded
         self._reloader: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
 
     async def process_startup(self, scope, event) -> None:
         gw = self.gw
@@ -54,14 +45,18 @@ class Lifespan:
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http)
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
+        self._wake = asyncio.Event()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # main thread, POSIX only
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
         self._reloader = asyncio.create_task(self._reload_loop(), name="mlxgw-reload")
         gw.ready = True
-        _release_startup_memory()
         log.info("mlxgw serving config revision %d from %s", revision, store.where)
 
     async def process_shutdown(self, scope, event) -> None:
         gw = self.gw
         gw.ready = False
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if self._reloader is not None:
             self._reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -86,7 +81,9 @@ class Lifespan:
 
     async def _reload_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.gw.config.reload_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.gw.config.reload_interval)
+            self._wake.clear()
             try:
                 await self.reload_once()
             except Exception as exc:  # keep serving the config we have
