@@ -144,3 +144,22 @@ def test_sse_parser_flushes_an_unterminated_event_on_close():
     p = oa.SSEParser()
     assert p.feed(b"data: {\"x\": 1}") == []
     assert p.close() == [b'{"x": 1}']
+
+
+@pytest.mark.parametrize("body", [
+    {"choices": 3},
+    {"choices": [{"message": "text"}, "x", {"message": None, "finish_reason": 7}]},
+    {"choices": [{"message": {"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}}]},
+    {"id": 5, "created": "yesterday", "model": None, "usage": "lots"},
+])
+def test_response_survives_garbage(body):
+    conformance.validate("CreateChatCompletionResponse", oa.response(body, "m"))
+
+
+@pytest.mark.parametrize("body", [
+    {"choices": {"a": 1}},
+    {"choices": [{"delta": "x"}, {"delta": {"role": "bot", "content": 5, "tool_calls": "no"}}]},
+    {"choices": [{"delta": {"tool_calls": [{"function": "f", "type": "other", "id": 1}]}}]},
+])
+def test_chunk_survives_garbage(body):
+    conformance.validate("CreateChatCompletionStreamResponse", oa.chunk(body, "m", "i", 1, True))

@@ -101,6 +101,10 @@ def upstream_request(body: dict, backend_model: str) -> dict:
 # --- responses ----------------------------------------------------------------------------------
 
 
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
 def _finish_reason(value, has_tool_calls: bool) -> str:
     if value in FINISH_REASONS:
         return value
@@ -179,10 +183,10 @@ def response(body: dict, model: str) -> dict:
     if not isinstance(out.get("model"), str) or not out["model"]:
         out["model"] = model
     choices = []
-    for i, ch in enumerate(out.get("choices") or []):
+    for i, ch in enumerate(_list(out.get("choices"))):
         if not isinstance(ch, dict):
             continue
-        msg = dict(ch.get("message") or {})
+        msg = dict(ch["message"]) if isinstance(ch.get("message"), dict) else {}
         msg["role"] = "assistant"
         content = msg.get("content")
         if isinstance(content, list):  # content parts: keep the text
@@ -233,10 +237,11 @@ def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bo
     if not isinstance(out.get("model"), str) or not out["model"]:
         out["model"] = model
     choices = []
-    for i, ch in enumerate(out.get("choices") or []):
+    for i, ch in enumerate(_list(out.get("choices"))):
         if not isinstance(ch, dict):
             continue
-        delta = {k: v for k, v in (ch.get("delta") or {}).items() if v is not None or k in ("content", "refusal")}
+        raw_delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+        delta = {k: v for k, v in raw_delta.items() if v is not None or k in ("content", "refusal")}
         if "role" in delta and delta["role"] not in DELTA_ROLES:
             delta["role"] = "assistant"
         if not isinstance(delta.get("content", ""), str):
@@ -250,6 +255,12 @@ def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bo
                         c["index"] = j
                     if isinstance(c.get("function"), dict):
                         c["function"] = {k: v for k, v in c["function"].items() if isinstance(v, str)}
+                    else:
+                        c.pop("function", None)
+                    if c.get("type") != "function":
+                        c.pop("type", None)
+                    if not isinstance(c.get("id"), str):
+                        c.pop("id", None)
                     calls.append(c)
             if calls:
                 delta["tool_calls"] = calls
