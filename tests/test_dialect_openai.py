@@ -163,3 +163,15 @@ def test_response_survives_garbage(body):
 ])
 def test_chunk_survives_garbage(body):
     conformance.validate("CreateChatCompletionStreamResponse", oa.chunk(body, "m", "i", 1, True))
+
+
+def test_completion_chunks_recut_a_whole_answer():
+    body = {"id": "c", "created": 1, "model": "m", "choices": [{"index": 0, "finish_reason": None, "message": {
+        "role": "assistant", "content": None,
+        "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    chunks = oa.completion_chunks(body)
+    conformance.validate_chunks(chunks)
+    assert chunks[0]["choices"][0]["delta"]["tool_calls"][0]["index"] == 0
+    assert chunks[1]["choices"][0]["finish_reason"] == "tool_calls"
+    assert chunks[2]["choices"] == [] and chunks[2]["usage"]["total_tokens"] == 2

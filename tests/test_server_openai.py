@@ -135,3 +135,21 @@ def test_models_health_and_root(gateway, client):
     assert h.status_code == 200 and h.json() == {"status": "ok", "revision": 1} and h.headers["x-request-id"]
     assert httpx.get(gateway.origin + "/").status_code == 200
     assert httpx.head(gateway.origin + "/").status_code == 200
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_backend_that_ignores_stream_true_still_streams(gateway, upstream, include_usage):  # noqa: F811
+    completion = {"id": "x1", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+                  "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": "whole answer"}}],
+                  "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}}
+    upstream.script(Reply(raw_body=json.dumps(completion), content_type="application/json"))
+    body = {"model": "gpt-4o", "messages": MESSAGES, "stream": True}
+    if include_usage:
+        body["stream_options"] = {"include_usage": True}
+    r = httpx.post(gateway.base_url + "/chat/completions", json=body, timeout=10)
+    chunks = conformance.validate_sse(r.text)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == "whole answer"
+    assert (chunks[-1].get("usage") or {}).get("total_tokens") == (6 if include_usage else None)
+    row = wait_for_rows(gateway, 1)[-1]
+    assert (row["input_tokens"], row["output_tokens"], row["error"]) == (4, 2, None)

@@ -21,6 +21,7 @@ from mlxgw.backends.base import (
     UpstreamStatusError, UpstreamTimeout,
 )  # fmt: skip
 from mlxgw.backends.http import HttpClient
+from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -140,7 +141,10 @@ class OpenAICompatBackend(Backend):
                         raw = await resp.read()
                         done = True
                         raise UpstreamStatusError(self.name, resp.status, raw, resp.headers.get("Retry-After"))
-                    chunk = await resp.content.readany()
+                    if resp.content_type == "application/json":  # the server ignored stream: true
+                        chunk = _as_stream(self.name, await resp.read())
+                    else:
+                        chunk = await resp.content.readany()
             except TimeoutError as exc:
                 if isinstance(exc, aiohttp.ConnectionTimeoutError):
                     raise self._transport_error(exc, False, t) from None
@@ -165,3 +169,15 @@ class OpenAICompatBackend(Backend):
                     resp.release()
                 else:
                     resp.close()
+
+
+def _as_stream(provider: str, raw: bytes) -> bytes:
+    """The server-sent events of a whole JSON completion, so a server that ignores `stream: true` still
+    streams to the client."""
+    try:
+        data = loads(raw)
+    except DecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamProtocolError(provider, f"provider '{provider}' answered a stream with a body that is not JSON")
+    return b"".join(oa.sse(c) for c in oa.completion_chunks(data)) + oa.DONE

@@ -283,6 +283,29 @@ def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bo
     return out
 
 
+def completion_chunks(body: dict) -> list[dict]:
+    """A whole chat completion re-cut as stream chunks (for servers that ignore `stream: true` and answer
+    with one JSON body): per choice a delta with the message, then its finish, then a usage chunk."""
+    base = {k: body[k] for k in ("id", "created", "model", "system_fingerprint") if k in body}
+    base["object"] = "chat.completion.chunk"
+    out = []
+    for i, ch in enumerate(_list(body.get("choices"))):
+        if not isinstance(ch, dict):
+            continue
+        index = ch["index"] if isinstance(ch.get("index"), int) else i
+        msg = ch.get("message") if isinstance(ch.get("message"), dict) else {}
+        delta: dict = {"role": "assistant", "content": msg.get("content") if isinstance(msg.get("content"), str) else ""}
+        calls = _tool_calls(msg.get("tool_calls"))
+        if calls:
+            delta["tool_calls"] = [{**c, "index": j} for j, c in enumerate(calls)]
+        out.append({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]})
+        out.append({**base, "choices": [{"index": index, "delta": {},
+                                         "finish_reason": _finish_reason(ch.get("finish_reason"), bool(calls))}]})
+    if isinstance(body.get("usage"), dict):
+        out.append({**base, "choices": [], "usage": body["usage"]})
+    return out
+
+
 def models_list(entries: list[tuple[str, str]], created: int = 0) -> dict:
     """A ListModelsResponse from (model id, owner) pairs."""
     return {"object": "list",
