@@ -65,6 +65,9 @@ class ChatCompletions:
         except ApiError as exc:
             self._finish(row, t0, exc.status, exc.message)
             raise
+        except Exception as exc:  # a bug: answered as a plain 500 by the error handler, audited here
+            self._finish(row, t0, 500, f"internal error: {type(exc).__name__}")
+            raise
 
     def _finish(self, row: dict, t0: float, status: int, error: str | None = None) -> None:
         row["status"] = status
