@@ -6,6 +6,7 @@ its own event loop, against the real SQLite store of the test's MLXGW_HOME.
         gw.app.gateway       # the live state (runtime, audit writer)
 
 `apply_config(cli, tmp_path, yaml_text)` writes a gateway.yaml and applies it with the real CLI.
+`blackhole_port()` gives a port where connecting hangs (connect timeouts).
 `openai_config(base_url, ...)` builds the YAML of one openai-compatible provider and its routes.
 """
 
@@ -107,3 +108,23 @@ def wait_for_rows(gw: RunningGateway, n: int, timeout: float = 5.0) -> list[dict
             store.engine.dispose()
             return rows
         time.sleep(0.05)
+
+
+def blackhole_port() -> tuple[int, list]:
+    """A port whose accept queue is full: the kernel drops new SYNs, so connecting hangs (a connect
+    timeout, like a firewalled host)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    keep = [srv]
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        keep.append(c)
+    time.sleep(0.05)
+    return port, keep

@@ -11,6 +11,7 @@ from mlxgw.backends.base import (
 )  # fmt: skip
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.openai_compat import OpenAICompatBackend
+from tests.gateway_harness import blackhole_port
 from tests.upstream import Reply, closed_port, upstream, upstream_server  # noqa: F401
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -69,6 +70,19 @@ async def test_refused_connection(http):
     with pytest.raises(UpstreamConnectError):
         await b.stream(BODY, FAST).__anext__()
     assert not await b.health()
+
+
+async def test_connect_timeout(http):
+    port, keep = blackhole_port()
+    b = backend(http, f"http://127.0.0.1:{port}/v1")
+    with pytest.raises(UpstreamTimeout) as e:
+        await b.chat(BODY, Timeouts(connect=0.2, first_token=5, idle=5, total=5))
+    assert e.value.kind == "connect"
+    with pytest.raises(UpstreamTimeout) as e:
+        await b.stream(BODY, Timeouts(connect=0.2, first_token=5, idle=5, total=5)).__anext__()
+    assert e.value.kind == "connect"
+    for s in keep:
+        s.close()
 
 
 @pytest.mark.parametrize("reply,kind", [

@@ -12,14 +12,17 @@ import pytest
 
 from mlxgw.server import ServerConfig
 from tests import conformance
-from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
+from tests.gateway_harness import apply_config, blackhole_port, running_gateway, wait_for_rows
 from tests.upstream import Reply, closed_port, upstream, upstream_server  # noqa: F401
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
+_blackholes: list = []  # sockets kept open so the black-hole ports stay black holes
 
 
 def config(up_url: str) -> str:
     refused = f"http://127.0.0.1:{closed_port()}/v1"
+    hole_port, keep = blackhole_port()
+    _blackholes.extend(keep)
     return textwrap.dedent(f"""\
         version: 1
         providers:
@@ -30,6 +33,10 @@ def config(up_url: str) -> str:
           - name: dead
             kind: openai-compatible
             base_url: '{refused}'
+          - name: hole
+            kind: openai-compatible
+            base_url: 'http://127.0.0.1:{hole_port}/v1'
+            timeouts: {{connect: 200ms}}
         routes:
           - match: {{prefix: "gpt-"}}
             target: up
@@ -40,6 +47,11 @@ def config(up_url: str) -> str:
             target: dead
           - match: {{exact: failover}}
             target: dead
+            fallback: [up/up-model]
+          - match: {{exact: hole}}
+            target: hole
+          - match: {{exact: hole-failover}}
+            target: hole
             fallback: [up/up-model]
           - name: five
             match: {{exact: five}}
@@ -214,3 +226,12 @@ def test_client_disconnect_stops_the_upstream_stream(gw, upstream):  # noqa: F81
     while upstream.last.outcome != "client_disconnected":
         assert time.monotonic() < deadline, upstream.last.outcome
         time.sleep(0.02)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_connect_timeout_is_504_and_fails_over(gw, upstream, stream):  # noqa: F811
+    r = post(gw, {"model": "hole", "messages": MESSAGES, "stream": stream})
+    assert r.status_code == 504 and "connect timeout" in err(r)["message"]
+    r = httpx.post(gw.base_url + "/chat/completions", json={"model": "hole-failover", "messages": MESSAGES,
+                                                             "stream": stream}, timeout=10)
+    assert r.status_code == 200 and upstream.last.body["model"] == "up-model"
