@@ -47,8 +47,7 @@ async def test_openai_kind_defaults_to_the_cloud_and_other_kinds_say_why_not(htt
     assert OpenAICompatBackend("oa", "openai", {}, None, http).base_url == "https://api.openai.com/v1"
     with pytest.raises(ValueError, match="no base_url"):
         create("x", "openai-compatible", {}, None, http)
-    with pytest.raises(ValueError, match="anthropic"):
-        create("a", "anthropic", {}, None, http)
+    assert create("a", "anthropic", {}, None, http).base_url == "https://api.anthropic.com"
 
 
 async def test_stream_yields_raw_chunks(http, upstream):  # noqa: F811

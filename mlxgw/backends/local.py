@@ -1,0 +1,137 @@
+"""What every local engine adapter shares (BACK-02, BACK-03): requests reach a running engine through the
+OpenAI-compatible adapter pointed at its port; the supervisor starts the engine first.
+
+A LocalBackend serves every model of one provider. Its `chat()`/`stream()` take a lease on the model
+(`Supervisor.lease`: start it if cold, count the request in flight), apply the model's request defaults,
+and hand the body to the engine's client: an `OpenAICompatBackend` built once per engine start, never per
+request. Timeouts start when the engine is ready, so a cold start counts in the time to first byte but not
+against the first-token timeout. A stream holds its lease until it ends or the caller closes it; closing
+it (a client that went away) closes the upstream request, so the engine stops generating.
+
+Backends that also speak Anthropic's Messages API set `anthropic_native = True` and provide
+`messages(body, timeouts, headers)` / `messages_stream(body, timeouts, headers)`, with the contract of
+`chat` / `stream` on `/v1/messages`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from mlxgw.backends.base import Backend, ChatResult, Timeouts
+from mlxgw.backends.http import HttpClient
+from mlxgw.backends.openai_compat import OpenAICompatBackend
+from mlxgw.supervisor import EngineProfile, ManagedModel, Supervisor
+
+# Request fields a model's `defaults` may fill, and the fields that already set the same limit.
+_SAME_AS = {"max_tokens": ("max_tokens", "max_completion_tokens")}
+
+
+class _Endpoint(OpenAICompatBackend):
+    """The OpenAI-compatible adapter posting to another path of the same server (e.g. /v1/messages)."""
+
+    def __init__(self, name: str, base_url: str, path: str, http: HttpClient):
+        super().__init__(name, "openai-compatible", {"base_url": base_url}, None, http)
+        self._chat_url = self.base_url + path
+
+
+@dataclass(frozen=True, slots=True)
+class EngineClients:
+    """The HTTP adapters of one running engine."""
+
+    openai: OpenAICompatBackend
+    messages: OpenAICompatBackend | None = None
+
+
+class LocalProfile(EngineProfile):
+    """An EngineProfile whose client is the OpenAI-compatible adapter (plus /v1/messages when native)."""
+
+    anthropic_native = False
+
+    def __init__(self, http: HttpClient):
+        self.http = http
+
+    def make_client(self, m: ManagedModel) -> EngineClients:
+        base = m.base_url + "/v1"
+        messages = _Endpoint(m.provider, base, "/messages", self.http) if self.anthropic_native else None
+        return EngineClients(OpenAICompatBackend(m.provider, "openai-compatible", {"base_url": base}, None, self.http),
+                             messages)
+
+    def base_args(self, m: ManagedModel) -> list[str]:
+        return list(m.launch.args)
+
+    def fix_result(self, body: dict, result: ChatResult) -> ChatResult:
+        return result
+
+    def fix_stream(self, body: dict, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return chunks
+
+
+def apply_defaults(body: dict, defaults: dict) -> dict:
+    """`body` with the model's default request parameters filled where the request left them unset."""
+    if not defaults:
+        return body
+    out = None
+    for key, value in defaults.items():
+        if any(body.get(k) is not None for k in _SAME_AS.get(key, (key,))):
+            continue
+        if out is None:
+            out = dict(body)
+        out[key] = value
+    return out if out is not None else body
+
+
+class LocalBackend(Backend):
+    """The adapter of one local-engine provider; see the module docstring. The supervisor outlives
+    config reloads; this object is rebuilt with each Runtime and holds nothing but references."""
+
+    api = "openai"
+    profile_class: type[LocalProfile] = LocalProfile
+
+    def __init__(self, name: str, kind: str, spec: dict, http: HttpClient, supervisor: Supervisor):
+        self.name = name
+        self.kind = kind
+        self.supervisor = supervisor
+        self.profile = supervisor.profiles[kind]
+        self.anthropic_native = self.profile.anthropic_native
+
+    async def health(self) -> bool:
+        return True  # engines start on demand: the provider is healthy while the gateway is
+
+    async def chat(self, body: dict, timeouts: Timeouts) -> ChatResult:
+        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
+            body = apply_defaults(body, m.settings.defaults)
+            return self.profile.fix_result(body, await m.client.openai.chat(body, timeouts))
+
+    async def stream(self, body: dict, timeouts: Timeouts) -> AsyncIterator[bytes]:
+        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
+            body = apply_defaults(body, m.settings.defaults)
+            chunks = self.profile.fix_stream(body, m.client.openai.stream(body, timeouts))
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()
+
+    # --- Anthropic Messages, for engines that speak it natively ---------------------------------------
+
+    async def messages(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> ChatResult:
+        """POST /v1/messages on the engine. `headers` (the client's anthropic-* headers) are not needed by
+        a local engine and are not forwarded."""
+        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
+            return await self._messages_client(m).chat(apply_defaults(body, m.settings.defaults), timeouts)
+
+    async def messages_stream(self, body: dict, timeouts: Timeouts,
+                              headers: dict | None = None) -> AsyncIterator[bytes]:
+        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
+            chunks = self._messages_client(m).stream(apply_defaults(body, m.settings.defaults), timeouts)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                await chunks.aclose()
+
+    def _messages_client(self, m: ManagedModel) -> OpenAICompatBackend:
+        if m.client.messages is None:
+            raise NotImplementedError(f"provider '{self.name}' ({self.kind}) does not speak Anthropic's Messages API")
+        return m.client.messages
