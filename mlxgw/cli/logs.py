@@ -1,4 +1,5 @@
-"""mlxgw logs tail | stats: read the audit log."""
+"""mlxgw logs tail | stats: read the audit log. The library is imported inside each command, so other
+commands do not pay for it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from mlxgw.audit import queries
 from mlxgw.cli import _output, app
 from mlxgw.cli._common import DbOption, JsonOption, open_store
 
@@ -47,6 +47,8 @@ def tail(
     interval: Annotated[float, typer.Option(hidden=True)] = 0.5,
 ) -> None:
     """Show the latest requests (--json: one object per line)."""
+    from mlxgw.audit import queries
+
     store = open_store(db)
     rows = queries.tail(store, n)
     _emit(rows, json)
@@ -68,6 +70,8 @@ def stats(
     since: Annotated[float | None, typer.Option(help="Only rows of the last SECONDS.")] = None,
 ) -> None:
     """Requests, errors, p50/p95 latency and tokens, in total and per route and provider."""
+    from mlxgw.audit import queries
+
     result = queries.stats(open_store(db), None if since is None else time.time() - since)
     if json:
         _output.emit_json(result)

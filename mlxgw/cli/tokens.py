@@ -1,4 +1,5 @@
-"""mlxgw tokens create | list | revoke: gateway keys for clients off this machine."""
+"""mlxgw tokens create | list | revoke: gateway keys for clients off this machine. The library is
+imported inside each command, so other commands do not pay for it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import typer
 
 from mlxgw.cli import _output, app
 from mlxgw.cli._common import DbOption, JsonOption, open_store
-from mlxgw.server import keys
 
 tokens_app = typer.Typer(help="Gateway keys clients present when the gateway listens beyond loopback.",
                          no_args_is_help=True)
@@ -18,6 +18,8 @@ app.add_typer(tokens_app, name="tokens")
 @tokens_app.command()
 def create(name: str, json: JsonOption = False, db: DbOption = None) -> None:
     """Create a gateway key and print its token. The token is shown this once; only a hash is kept."""
+    from mlxgw.server import keys
+
     token = keys.create(open_store(db), name)
     if json:
         _output.emit_json({"name": name, "token": token})
@@ -29,6 +31,8 @@ def create(name: str, json: JsonOption = False, db: DbOption = None) -> None:
 @tokens_app.command("list")
 def list_(json: JsonOption = False, db: DbOption = None) -> None:
     """List gateway keys (name, prefix, creation time; never the token)."""
+    from mlxgw.server import keys
+
     rows = keys.list_keys(open_store(db))
     if json:
         for r in rows:
@@ -44,5 +48,7 @@ def list_(json: JsonOption = False, db: DbOption = None) -> None:
 @tokens_app.command()
 def revoke(name: str, db: DbOption = None) -> None:
     """Delete a gateway key: requests carrying it are refused within a second."""
+    from mlxgw.server import keys
+
     keys.revoke(open_store(db), name)
     _output.say(f"revoked gateway key '{name}'")
