@@ -24,8 +24,23 @@ exceptions, so the server and the failover policy classify them without knowing 
     UpstreamError                 base; `provider` names the backend
     ├── UpstreamConnectError      could not connect, or the connection dropped before any response
     ├── UpstreamTimeout           `kind` is connect | first_token | idle | total
-    ├── UpstreamStatusError       the upstream answered an HTTP error: `status`, raw `body`, `retry_after`
+    ├── UpstreamStatusError       the upstream answered an HTTP error: `status`, raw `body`, `retry_after`,
+    │                             `request_id` (the upstream's, when it sent one)
     └── UpstreamProtocolError     the upstream answered 2xx with a body that cannot be used
+
+Dialects. `api` names the dialect `chat`/`stream` speak ("openai" or "anthropic"). Backends that speak
+Anthropic's Messages API natively (the Anthropic cloud adapter, the local engine vllm-mlx) set
+`anthropic_native = True` and also provide
+
+    await messages(body, timeouts, headers=None) -> ChatResult
+    messages_stream(body, timeouts, headers=None) -> AsyncIterator[bytes]
+
+with the contract of `chat`/`stream`, on `/v1/messages` (the stream is Anthropic's named SSE events).
+`headers` are the client's `anthropic-*` request headers (`anthropic-beta` verbatim, `anthropic-version`):
+a cloud forwards them, a local engine may ignore them; auth always comes from the provider, never from
+them. The server sends an Anthropic client's request there untranslated (only `model` rewritten) and an
+OpenAI client's request translated; every other backend (`anthropic_native = False`) gets OpenAI bodies
+on `chat`/`stream`, translated from Anthropic when the client spoke Anthropic.
 
 Adapters hold no per-request state and never build an HTTP client per request: they use the one shared
 client handed to them at construction.
@@ -53,6 +68,7 @@ class Timeouts:
 class ChatResult:
     status: int
     body: dict
+    headers: dict | None = None  # response headers worth passing back (the upstream's request-id)
 
 
 class UpstreamError(Exception):
@@ -74,11 +90,13 @@ class UpstreamTimeout(UpstreamError):
 
 
 class UpstreamStatusError(UpstreamError):
-    def __init__(self, provider: str, status: int, body: bytes, retry_after: str | None = None):
+    def __init__(self, provider: str, status: int, body: bytes, retry_after: str | None = None,
+                 request_id: str | None = None):
         super().__init__(provider, f"provider '{provider}' answered HTTP {status}")
         self.status = status
         self.body = body
         self.retry_after = retry_after
+        self.request_id = request_id
 
 
 class UpstreamProtocolError(UpstreamError):
@@ -90,6 +108,7 @@ class Backend(abc.ABC):
 
     name: str
     api: str  # the dialect the backend speaks: "openai" | "anthropic"
+    anthropic_native: bool = False  # True: also messages()/messages_stream() on /v1/messages
 
     async def start(self) -> None:
         return None

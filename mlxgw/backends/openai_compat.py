@@ -77,9 +77,13 @@ class OpenAICompatBackend(Backend):
             return UpstreamConnectError(self.name, f"provider '{self.name}' dropped the connection mid-response")
         return UpstreamConnectError(self.name, f"provider '{self.name}' closed the connection before answering")
 
-    async def _open(self, body: dict, t: Timeouts, headers: dict) -> aiohttp.ClientResponse:
-        return await self._http.session.post(self._chat_url, data=dumps(body), headers=headers,
-                                             timeout=self._ctimeout(t))
+    async def _open(self, url: str, body: dict, t: Timeouts, headers: dict) -> aiohttp.ClientResponse:
+        return await self._http.session.post(url, data=dumps(body), headers=headers, timeout=self._ctimeout(t))
+
+    def _status_error(self, resp: aiohttp.ClientResponse, raw: bytes) -> UpstreamStatusError:
+        h = resp.headers
+        return UpstreamStatusError(self.name, resp.status, raw, h.get("Retry-After"),
+                                   request_id=h.get("request-id") or h.get("x-request-id"))
 
     async def health(self) -> bool:
         try:
@@ -90,6 +94,13 @@ class OpenAICompatBackend(Backend):
             return False
 
     async def chat(self, body: dict, t: Timeouts) -> ChatResult:
+        return await self._post(self._chat_url, body, t, self._headers)
+
+    def stream(self, body: dict, t: Timeouts) -> AsyncIterator[bytes]:
+        return self._post_stream(self._chat_url, body, t, self._stream_headers)
+
+    async def _post(self, url: str, body: dict, t: Timeouts, headers: dict) -> ChatResult:
+        """One non-streaming POST of `body` to `url`: the decoded JSON answer, or an UpstreamError."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         end = now + t.total
@@ -98,7 +109,7 @@ class OpenAICompatBackend(Backend):
         resp = None
         try:
             async with asyncio.timeout_at(deadline) as scope:
-                resp = await self._open(body, t, self._headers)
+                resp = await self._open(url, body, t, headers)
                 # A non-streamed answer's first token is its body: the first_token deadline runs until
                 # the body starts; the rest of it must keep flowing (idle).
                 first = await resp.content.readany()
@@ -116,16 +127,18 @@ class OpenAICompatBackend(Backend):
             if resp is not None:
                 resp.release()
         if resp.status >= 400:
-            raise UpstreamStatusError(self.name, resp.status, raw, resp.headers.get("Retry-After"))
+            raise self._status_error(resp, raw)
         try:
             data = loads(raw)
         except DecodeError:
             data = None
         if not isinstance(data, dict):
             raise UpstreamProtocolError(self.name, f"provider '{self.name}' answered with a body that is not a JSON object")
-        return ChatResult(resp.status, data)
+        rid = resp.headers.get("request-id") or resp.headers.get("x-request-id")
+        return ChatResult(resp.status, data, {"request-id": rid} if rid else None)
 
-    async def stream(self, body: dict, t: Timeouts) -> AsyncIterator[bytes]:
+    async def _post_stream(self, url: str, body: dict, t: Timeouts, headers: dict) -> AsyncIterator[bytes]:
+        """One streaming POST: the raw body chunks as they arrive (see base.py for the contract)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         end = now + t.total
@@ -136,13 +149,13 @@ class OpenAICompatBackend(Backend):
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    resp = await self._open(body, t, self._stream_headers)
+                    resp = await self._open(url, body, t, headers)
                     if resp.status >= 400:
                         raw = await resp.read()
                         done = True
-                        raise UpstreamStatusError(self.name, resp.status, raw, resp.headers.get("Retry-After"))
+                        raise self._status_error(resp, raw)
                     if resp.content_type == "application/json":  # the server ignored stream: true
-                        chunk = _as_stream(self.name, await resp.read())
+                        chunk = self._json_as_stream(await resp.read())
                     else:
                         chunk = await resp.content.readany()
             except TimeoutError as exc:
@@ -169,6 +182,10 @@ class OpenAICompatBackend(Backend):
                     resp.release()
                 else:
                     resp.close()
+
+
+    def _json_as_stream(self, raw: bytes) -> bytes:
+        return _as_stream(self.name, raw)
 
 
 def _as_stream(provider: str, raw: bytes) -> bytes:
