@@ -5,7 +5,11 @@ complete -c mlxgw -n '__fish_use_subcommand' -a completion -d 'Print a shell com
 complete -c mlxgw -n '__fish_use_subcommand' -a diff -d 'Show what `apply` would change, entity by entity (+ add, ~ change, - r'
 complete -c mlxgw -n '__fish_use_subcommand' -a export -d 'Print the store as canonical gateway.yaml (secrets as their ${env:NAME'
 complete -c mlxgw -n '__fish_use_subcommand' -a keys -d 'The master key that encrypts stored API keys.'
+complete -c mlxgw -n '__fish_use_subcommand' -a logs -d 'The audit log: one row per request the gateway answered.'
+complete -c mlxgw -n '__fish_use_subcommand' -a models -d 'Local models: list, start, stop, and read engine logs (asks the runnin'
 complete -c mlxgw -n '__fish_use_subcommand' -a providers -d 'Providers in the store and their API keys.'
+complete -c mlxgw -n '__fish_use_subcommand' -a serve -d 'Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw a'
+complete -c mlxgw -n '__fish_use_subcommand' -a tokens -d 'Gateway keys clients present when the gateway listens beyond loopback.'
 complete -c mlxgw -n '__fish_use_subcommand' -a validate -d 'Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'
 complete -c mlxgw -n '__fish_seen_subcommand_from apply' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from apply' -l dry-run
@@ -31,6 +35,45 @@ complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcomma
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from stats tail' -a stats -d 'Requests, errors, p50/p95 latency and tokens, in total and per route a'
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from stats tail' -a tail -d 'Show the latest requests (--json: one object per line).'
+complete -c mlxgw -n '__fish_seen_subcommand_from logs' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l since
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from tail' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from tail' -l follow
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from tail' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from tail' -l interval
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from tail' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from tail' -l lines
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and not __fish_seen_subcommand_from list logs start stop' -a list -d 'Configured local models: state, port, pid, memory, uptime, last use an'
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and not __fish_seen_subcommand_from list logs start stop' -a logs -d 'The engines log (its output, and mlxgws start/stop notes).'
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and not __fish_seen_subcommand_from list logs start stop' -a start -d 'Start a local model and wait until it is ready (the engines last log l'
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and not __fish_seen_subcommand_from list logs start stop' -a stop -d 'Stop a local model (requests in flight get up to 30 s to finish).'
+complete -c mlxgw -n '__fish_seen_subcommand_from models' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from list' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from list' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from list' -l key
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from list' -l url
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from logs' -l follow
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from logs' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from logs' -l interval
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from logs' -l key
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from logs' -l lines
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from logs' -l provider
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from logs' -l url
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from start' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from start' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from start' -l key
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from start' -l provider
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from start' -l url
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from stop' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from stop' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from stop' -l key
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from stop' -l provider
+complete -c mlxgw -n '__fish_seen_subcommand_from models; and __fish_seen_subcommand_from stop' -l url
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and not __fish_seen_subcommand_from list set-key' -a list -d 'List providers with base URL and key fingerprint (never the key).'
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and not __fish_seen_subcommand_from list set-key' -a set-key -d 'Store a providers API key, read from a hidden prompt or from stdin (ne'
 complete -c mlxgw -n '__fish_seen_subcommand_from providers' -l help
@@ -39,6 +82,25 @@ complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_sub
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_subcommand_from list' -l json
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_subcommand_from set-key' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_subcommand_from set-key' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l host
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l log-level
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l max-body
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l port
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l reload-interval
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a create -d 'Create a gateway key and print its token. The token is shown this once'
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a list -d 'List gateway keys (name, prefix, creation time; never the token).'
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a revoke -d 'Delete a gateway key: requests carrying it are refused within a second'
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from create' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from create' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from create' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from list' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from list' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from list' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from revoke' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from revoke' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from validate' -l file -r -F
 complete -c mlxgw -n '__fish_seen_subcommand_from validate' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from validate' -l json

@@ -13,7 +13,7 @@ _mlxgw() {
 }
 _mlxgw_lists() {
   case "$1" in
-    "") subs=('apply:Validate, then write the file into the store in ONE transaction and bu' 'completion:Print a shell completion script (also shipped in completions/).' 'diff:Show what `apply` would change, entity by entity (+ add, ~ change, - r' 'export:Print the store as canonical gateway.yaml (secrets as their ${env:NAME' 'keys:The master key that encrypts stored API keys.' 'providers:Providers in the store and their API keys.' 'validate:Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'); opts=(--help) ;;
+    "") subs=('apply:Validate, then write the file into the store in ONE transaction and bu' 'completion:Print a shell completion script (also shipped in completions/).' 'diff:Show what `apply` would change, entity by entity (+ add, ~ change, - r' 'export:Print the store as canonical gateway.yaml (secrets as their ${env:NAME' 'keys:The master key that encrypts stored API keys.' 'logs:The audit log: one row per request the gateway answered.' 'models:Local models: list, start, stop, and read engine logs (asks the runnin' 'providers:Providers in the store and their API keys.' 'serve:Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw a' 'tokens:Gateway keys clients present when the gateway listens beyond loopback.' 'validate:Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'); opts=(--help) ;;
     "apply") subs=(); opts=(--db --dry-run --file --help --json --prune --yes) ;;
     "completion") subs=(); opts=(--help) ;;
     "diff") subs=(); opts=(--db --exit-code --file --help --json --prune) ;;
@@ -21,9 +21,22 @@ _mlxgw_lists() {
     "keys") subs=('generate:Print a new Fernet master key (for MLXGW_MASTER_KEY).' 'rotate:Re-encrypt every stored secret under a new master key.'); opts=(--help) ;;
     "keys generate") subs=(); opts=(--help) ;;
     "keys rotate") subs=(); opts=(--db --help --json) ;;
+    "logs") subs=('stats:Requests, errors, p50/p95 latency and tokens, in total and per route a' 'tail:Show the latest requests (--json: one object per line).'); opts=(--help) ;;
+    "logs stats") subs=(); opts=(--db --help --json --since) ;;
+    "logs tail") subs=(); opts=(--db --follow --help --interval --json --lines) ;;
+    "models") subs=('list:Configured local models: state, port, pid, memory, uptime, last use an' 'logs:The engines log (its output, and mlxgws start/stop notes).' 'start:Start a local model and wait until it is ready (the engines last log l' 'stop:Stop a local model (requests in flight get up to 30 s to finish).'); opts=(--help) ;;
+    "models list") subs=(); opts=(--help --json --key --url) ;;
+    "models logs") subs=(); opts=(--follow --help --interval --key --lines --provider --url) ;;
+    "models start") subs=(); opts=(--help --json --key --provider --url) ;;
+    "models stop") subs=(); opts=(--help --json --key --provider --url) ;;
     "providers") subs=('list:List providers with base URL and key fingerprint (never the key).' 'set-key:Store a providers API key, read from a hidden prompt or from stdin (ne'); opts=(--help) ;;
     "providers list") subs=(); opts=(--db --help --json) ;;
     "providers set-key") subs=(); opts=(--db --help) ;;
+    "serve") subs=(); opts=(--db --help --host --log-level --max-body --port --reload-interval) ;;
+    "tokens") subs=('create:Create a gateway key and print its token. The token is shown this once' 'list:List gateway keys (name, prefix, creation time; never the token).' 'revoke:Delete a gateway key: requests carrying it are refused within a second'); opts=(--help) ;;
+    "tokens create") subs=(); opts=(--db --help --json) ;;
+    "tokens list") subs=(); opts=(--db --help --json) ;;
+    "tokens revoke") subs=(); opts=(--db --help) ;;
     "validate") subs=(); opts=(--file --help --json --offline) ;;
   esac
 }

@@ -6,7 +6,7 @@ POST /v1/messages (JSON). Its answer's content echoes the request parameters it 
 check request defaults. Behaviour is set by environment variables (the provider's `env`):
 
     FAKE_START_DELAY=SECONDS   wait before listening (a slow load)
-    FAKE_MODE=exit             print a line and exit 3 during start
+    FAKE_MODE=exit             print a line and exit 3 during start (so does an `--explode` argument)
     FAKE_MODE=never_ready      /health answers 503 forever
     FAKE_MODE=ignore_term      ignore SIGTERM (the supervisor must SIGKILL)
     FAKE_CHILD=1               start a child process in the same process group (like mlx-openai-server)
@@ -110,7 +110,7 @@ def main(argv: list[str]) -> int:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         print(f"fake-engine: child {child.pid}", flush=True)
     time.sleep(float(os.environ.get("FAKE_START_DELAY") or 0))
-    if mode == "exit":
+    if mode == "exit" or "--explode" in argv:
         print("fake-engine: boom: cannot load the model weights", flush=True)
         return 3
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)

@@ -8,9 +8,9 @@ request. Timeouts start when the engine is ready, so a cold start counts in the 
 against the first-token timeout. A stream holds its lease until it ends or the caller closes it; closing
 it (a client that went away) closes the upstream request, so the engine stops generating.
 
-Backends that also speak Anthropic's Messages API set `anthropic_native = True` and provide
-`messages(body, timeouts, headers)` / `messages_stream(body, timeouts, headers)`, with the contract of
-`chat` / `stream` on `/v1/messages`.
+Engines that also speak Anthropic's Messages API (vllm-mlx) make the backend `anthropic_native`: its
+`messages(body, timeouts, headers)` / `messages_stream(...)` go, under the same lease, through the
+Anthropic adapter pointed at the engine (see base.py for the contract).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from mlxgw.backends.anthropic import AnthropicBackend
 from mlxgw.backends.base import Backend, ChatResult, Timeouts
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.openai_compat import OpenAICompatBackend
@@ -27,24 +28,17 @@ from mlxgw.supervisor import EngineProfile, ManagedModel, Supervisor
 _SAME_AS = {"max_tokens": ("max_tokens", "max_completion_tokens")}
 
 
-class _Endpoint(OpenAICompatBackend):
-    """The OpenAI-compatible adapter posting to another path of the same server (e.g. /v1/messages)."""
-
-    def __init__(self, name: str, base_url: str, path: str, http: HttpClient):
-        super().__init__(name, "openai-compatible", {"base_url": base_url}, None, http)
-        self._chat_url = self.base_url + path
-
-
 @dataclass(frozen=True, slots=True)
 class EngineClients:
     """The HTTP adapters of one running engine."""
 
     openai: OpenAICompatBackend
-    messages: OpenAICompatBackend | None = None
+    messages: AnthropicBackend | None = None  # engines with a native /v1/messages
 
 
 class LocalProfile(EngineProfile):
-    """An EngineProfile whose client is the OpenAI-compatible adapter (plus /v1/messages when native)."""
+    """An EngineProfile whose clients are the OpenAI-compatible adapter, plus the Anthropic adapter when
+    the engine serves /v1/messages itself."""
 
     anthropic_native = False
 
@@ -52,10 +46,11 @@ class LocalProfile(EngineProfile):
         self.http = http
 
     def make_client(self, m: ManagedModel) -> EngineClients:
-        base = m.base_url + "/v1"
-        messages = _Endpoint(m.provider, base, "/messages", self.http) if self.anthropic_native else None
-        return EngineClients(OpenAICompatBackend(m.provider, "openai-compatible", {"base_url": base}, None, self.http),
-                             messages)
+        openai = OpenAICompatBackend(m.provider, "openai-compatible", {"base_url": m.base_url + "/v1"}, None,
+                                     self.http)
+        messages = AnthropicBackend(m.provider, "anthropic", {"base_url": m.base_url}, None, self.http) \
+            if self.anthropic_native else None
+        return EngineClients(openai, messages)
 
     def base_args(self, m: ManagedModel) -> list[str]:
         return list(m.launch.args)
@@ -116,22 +111,23 @@ class LocalBackend(Backend):
     # --- Anthropic Messages, for engines that speak it natively ---------------------------------------
 
     async def messages(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> ChatResult:
-        """POST /v1/messages on the engine. `headers` (the client's anthropic-* headers) are not needed by
-        a local engine and are not forwarded."""
+        """POST /v1/messages on the engine (its `anthropic-*` headers passed on as to a cloud)."""
         async with self.supervisor.lease(self.name, body.get("model") or "") as m:
-            return await self._messages_client(m).chat(apply_defaults(body, m.settings.defaults), timeouts)
+            body = apply_defaults(body, m.settings.defaults)
+            return await self._messages_client(m).messages(body, timeouts, headers)
 
     async def messages_stream(self, body: dict, timeouts: Timeouts,
                               headers: dict | None = None) -> AsyncIterator[bytes]:
         async with self.supervisor.lease(self.name, body.get("model") or "") as m:
-            chunks = self._messages_client(m).stream(apply_defaults(body, m.settings.defaults), timeouts)
+            body = apply_defaults(body, m.settings.defaults)
+            chunks = self._messages_client(m).messages_stream(body, timeouts, headers)
             try:
                 async for chunk in chunks:
                     yield chunk
             finally:
                 await chunks.aclose()
 
-    def _messages_client(self, m: ManagedModel) -> OpenAICompatBackend:
+    def _messages_client(self, m: ManagedModel) -> AnthropicBackend:
         if m.client.messages is None:
             raise NotImplementedError(f"provider '{self.name}' ({self.kind}) does not speak Anthropic's Messages API")
         return m.client.messages

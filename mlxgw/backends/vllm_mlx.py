@@ -5,6 +5,10 @@
 Ready when GET /health answers 200 with `"model_loaded": true`. It requires `model` in every request (the
 gateway always sends the served name). It serves /v1/messages itself, streaming too, so Anthropic
 requests go there untranslated (`anthropic_native`).
+
+Its default engine (SimpleEngine) answers 503 `text_generation_busy` to a request that arrives while
+another one generates; the gateway starts it with VLLM_MLX_SIMPLE_ENGINE_LOCK_ADMISSION=wait so
+concurrent requests queue instead (the provider's `env` can set it back to fail_fast).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ class VllmMlxProfile(LocalProfile):
     executable = "vllm-mlx"
     overhead = 160 * MIB  # measured: 124 to 139 MiB, one process, with a tiny model
     anthropic_native = True
+    env = {"VLLM_MLX_SIMPLE_ENGINE_LOCK_ADMISSION": "wait"}
 
     def command_line(self, m: ManagedModel, port: int) -> list[str]:
         return [m.launch.command, "serve", m.launch.path, "--host", "127.0.0.1", "--port", str(port),

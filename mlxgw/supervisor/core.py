@@ -141,6 +141,7 @@ class EngineProfile:
     kind: str = ""
     executable: str = ""
     overhead: int = 256 * memory.MIB  # resident memory of the engine itself, before the model
+    env: dict = {}  # environment the engine needs from the gateway (the provider's `env` overrides it)
 
     def command_line(self, m: ManagedModel, port: int) -> list[str]:
         raise NotImplementedError
@@ -374,6 +375,7 @@ class Supervisor:
         cmd = profile.command_line(m, port)
         env = dict(os.environ)
         env["HF_HUB_OFFLINE"] = "1"
+        env.update(profile.env)
         env.update(dict(m.launch.env))
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
