@@ -10,9 +10,10 @@ import pytest
 
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects.anthropic.requests import (
-    NOOP_TOOL, OpenAITarget, ToolNames, developer_to_system, from_openai_request, short_tool_name,
+    NOOP_TOOL, OpenAITarget, ToolNames, from_openai_request, short_tool_name,
     to_openai_request,
 )  # fmt: skip
+from mlxgw.dialects.openai import developer_to_system
 from mlxgw.dialects.anthropic.responses import from_openai_response, to_openai_response
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 

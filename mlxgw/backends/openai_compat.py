@@ -40,6 +40,7 @@ class OpenAICompatBackend(Backend):
             raise ValueError(f"provider '{name}' has no base_url")
         self.name = name
         self.kind = kind
+        self.developer_role = kind == "openai"  # others may reject `developer`: it is sent as `system`
         self.base_url = base.rstrip("/")
         self._chat_url = self.base_url + "/chat/completions"
         self._http = http

@@ -98,6 +98,17 @@ def upstream_request(body: dict, backend_model: str) -> dict:
     return out
 
 
+def developer_to_system(body: dict) -> dict:
+    """The body with `developer` messages sent as `system`, for backends that reject the role (most local
+    engines' chat templates know only system/user/assistant/tool). The client's dict is untouched; the
+    same dict comes back when nothing changes."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+        return body
+    return {**body, "messages": [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
+                                 for m in messages]}
+
+
 # --- responses ----------------------------------------------------------------------------------
 
 

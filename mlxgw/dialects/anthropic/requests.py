@@ -53,9 +53,9 @@ class RequestError(ValueError):
 # --- the Anthropic request check --------------------------------------------------------------------
 
 
-def parse_request(raw: bytes) -> dict:
+def parse_request(raw: bytes, require_max_tokens: bool = True) -> dict:
     """The Messages body as a dict; RequestError when it is not JSON or misses what the gateway needs
-    (model, max_tokens, messages). The rest is the backend's business."""
+    (model, max_tokens unless counting tokens, messages). The rest is the backend's business."""
     try:
         body = loads(raw)
     except DecodeError:
@@ -66,9 +66,9 @@ def parse_request(raw: bytes) -> dict:
     if not isinstance(model, str) or not model.strip():
         raise RequestError("model: Field required" if model is None else "model: must be a non-empty string", "model")
     mt = body.get("max_tokens")
-    if mt is None:
+    if mt is None and require_max_tokens:
         raise RequestError("max_tokens: Field required", "max_tokens")
-    if not isinstance(mt, int) or isinstance(mt, bool) or mt < 0:
+    if mt is not None and (not isinstance(mt, int) or isinstance(mt, bool) or mt < 0):
         raise RequestError("max_tokens: must be a non-negative integer", "max_tokens")
     messages = body.get("messages")
     if not isinstance(messages, list):
@@ -549,12 +549,3 @@ def from_openai_request(body: dict, backend_model: str, default_max_tokens: int 
         out["stream"] = True
     return out
 
-
-def developer_to_system(body: dict) -> dict:
-    """The OpenAI body with `developer` messages sent as `system`, for backends that reject the role.
-    The client's dict is untouched; the same dict comes back when nothing changes."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
-        return body
-    return {**body, "messages": [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
-                                 for m in messages]}

@@ -63,7 +63,7 @@ def openai_usage(u) -> dict:
             "prompt_tokens_details": {"cached_tokens": cache_read}}
 
 
-def tokens(u) -> tuple[int | None, int | None, int | None]:
+def audit_tokens(u) -> tuple[int | None, int | None, int | None]:
     """(input incl. cached, output, cached) of an Anthropic usage object, for the audit log."""
     if not isinstance(u, dict):
         return None, None, None

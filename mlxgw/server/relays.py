@@ -1,0 +1,220 @@
+"""Stream translators for `attempts.relay`, one per (client dialect, backend wire) pair:
+
+    OpenAIRelay               OpenAI client, OpenAI backend: chunks normalised, usage kept only if asked
+    OpenAIToAnthropicRelay    Anthropic client, OpenAI backend: chunks -> Anthropic events
+    AnthropicToOpenAIRelay    OpenAI client, Anthropic backend: events -> OpenAI chunks
+    AnthropicRelay            Anthropic client, Anthropic-native backend: bytes passed through untouched,
+                              only read for usage and the end of the stream
+
+All parse server-sent events incrementally (a chunk boundary anywhere is harmless) and keep no more than
+the current event in memory.
+"""
+
+from __future__ import annotations
+
+from mlxgw.backends.base import UpstreamError, UpstreamTimeout
+from mlxgw.dialects import anthropic as an
+from mlxgw.dialects import openai as oa
+from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from mlxgw.dialects.jsonfast import DecodeError, loads
+from mlxgw.server.attempts import Translator
+
+INCOMPLETE = "the provider closed the stream before it finished"
+
+
+def _decode(data: bytes):
+    try:
+        obj = loads(data)
+    except DecodeError:
+        return None  # keep-alive noise or a broken line: nothing a client can use
+    return obj if isinstance(obj, dict) else None
+
+
+def _err_message(err) -> str:
+    return str(err.get("message") if isinstance(err, dict) else err) or "upstream error"
+
+
+class OpenAIRelay(Translator):
+    def __init__(self, provider: str, backend_model: str, stream_id: str, created: int, keep_usage: bool):
+        self.provider = provider
+        self.model = backend_model
+        self.stream_id = stream_id
+        self.created = created
+        self.keep_usage = keep_usage
+        self.parser = oa.SSEParser()
+        self.finish_seen = False
+        self.usage = None
+
+    def _events(self, events) -> bytes:
+        out = []
+        for data in events:
+            if data == b"[DONE]":
+                self.finished = True
+                out.append(oa.DONE)
+                break
+            obj = _decode(data)
+            if obj is None:
+                continue
+            if "error" in obj:
+                self.error = _err_message(obj["error"])
+                self.finished = True
+                out.append(oa.sse_error(f"provider '{self.provider}' failed mid-stream: {self.error}"))
+                break
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                self.usage = usage
+                if not obj.get("choices") and not self.keep_usage:
+                    continue  # the usage chunk the gateway asked for on its own behalf
+            c = oa.chunk(obj, self.model, self.stream_id, self.created, self.keep_usage)
+            if any(ch["finish_reason"] for ch in c["choices"]):
+                self.finish_seen = True
+            out.append(oa.sse(c))
+        return b"".join(out)
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._events(self.parser.feed(chunk))
+
+    def end(self) -> bytes:
+        out = self._events(self.parser.close())
+        if self.finished:
+            return out
+        if not self.finish_seen:
+            self.error = INCOMPLETE
+            return out + oa.sse_error(INCOMPLETE, code="upstream_incomplete")
+        return out + oa.DONE
+
+    def failed(self, exc: UpstreamError) -> bytes:
+        timeout = isinstance(exc, UpstreamTimeout)
+        return oa.sse_error(exc.message, type="timeout_error" if timeout else "api_error",
+                            code="timeout" if timeout else "upstream_failed")
+
+    def tokens(self) -> tuple:
+        return oa.tokens(self.usage)
+
+
+class OpenAIToAnthropicRelay(Translator):
+    def __init__(self, conv: OpenAIToAnthropicStream):
+        self.conv = conv
+        self.parser = oa.SSEParser()
+
+    def _events(self, events) -> bytes:
+        out = []
+        for data in events:
+            if data == b"[DONE]":
+                self.finished = True
+                out.append(self.conv.end(True))
+                break
+            obj = _decode(data)
+            if obj is None:
+                continue
+            if "error" in obj:
+                self.error = _err_message(obj["error"])
+                self.finished = True
+                out.append(self.conv.fail(obj["error"]))
+                break
+            out.append(self.conv.feed(obj))
+        return b"".join(out)
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._events(self.parser.feed(chunk))
+
+    def end(self) -> bytes:
+        out = self._events(self.parser.close())
+        if not self.finished:
+            # EOF without [DONE]: fine after a finish_reason, an error event otherwise
+            cut = self.conv._finish is None
+            out += self.conv.end(False)
+            if cut:
+                self.error = INCOMPLETE
+        return out
+
+    def failed(self, exc: UpstreamError) -> bytes:
+        status = 504 if isinstance(exc, UpstreamTimeout) else 500
+        return self.conv.fail({"message": exc.message, "type": "timeout_error" if status == 504 else "api_error"},
+                              status)
+
+    def tokens(self) -> tuple:
+        return oa.tokens(self.conv.usage)
+
+
+class AnthropicToOpenAIRelay(Translator):
+    def __init__(self, conv: AnthropicToOpenAIStream):
+        self.conv = conv
+        self.parser = oa.SSEParser()
+
+    def _events(self, events) -> bytes:
+        out = []
+        for data in events:
+            obj = _decode(data)
+            if obj is None:
+                continue
+            out.append(self.conv.feed(obj))
+            if self.conv.closed:
+                self.finished = True
+                self.error = self.conv.error
+                break
+        return b"".join(out)
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._events(self.parser.feed(chunk))
+
+    def end(self) -> bytes:
+        out = self._events(self.parser.close())
+        if not self.conv.closed:
+            out += self.conv.end()
+            self.error = self.conv.error
+        return out
+
+    def failed(self, exc: UpstreamError) -> bytes:
+        timeout = isinstance(exc, UpstreamTimeout)
+        return self.conv.fail({"type": "timeout_error" if timeout else "api_error", "message": exc.message})
+
+    def tokens(self) -> tuple:
+        return an.audit_tokens(self.conv.usage) if self.conv.usage else (None, None, None)
+
+
+class AnthropicRelay(Translator):
+    """Pass-through: the upstream's bytes go out as they came; events are read only for the audit row
+    (usage) and to know whether the stream finished (message_stop) or failed (error)."""
+
+    def __init__(self):
+        self.parser = oa.SSEParser()
+        self.usage: dict = {}
+
+    def _read(self, events) -> None:
+        for data in events:
+            if b'"message_' not in data and b'"error"' not in data:
+                continue  # content deltas: nothing the gateway needs
+            obj = _decode(data)
+            if obj is None:
+                continue
+            kind = obj.get("type")
+            if kind == "message_start" and isinstance(obj.get("message"), dict):
+                u = obj["message"].get("usage")
+                if isinstance(u, dict):
+                    self.usage.update(u)
+            elif kind == "message_delta" and isinstance(obj.get("usage"), dict):
+                self.usage.update({k: v for k, v in obj["usage"].items() if v is not None})
+            elif kind == "message_stop":
+                self.finished = True
+            elif kind == "error":
+                self.error = _err_message(obj.get("error"))
+                self.finished = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._read(self.parser.feed(chunk))
+        return chunk
+
+    def end(self) -> bytes:
+        self._read(self.parser.close())
+        if self.finished:
+            return b""
+        self.error = INCOMPLETE
+        return an.event({"type": "error", "error": {"type": "api_error", "message": INCOMPLETE}})
+
+    def failed(self, exc: UpstreamError) -> bytes:
+        kind = "timeout_error" if isinstance(exc, UpstreamTimeout) else "api_error"
+        return an.event({"type": "error", "error": {"type": kind, "message": exc.message}})
+
+    def tokens(self) -> tuple:
+        return an.audit_tokens(self.usage) if self.usage else (None, None, None)
