@@ -1,0 +1,106 @@
+"""The stream translators of mlxgw/server/relays.py fed raw upstream bytes cut at awkward places, and the
+shared `attempts.relay` driving them (no server needed)."""
+
+from __future__ import annotations
+
+import json
+
+from mlxgw.backends.base import UpstreamTimeout
+from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
+from mlxgw.server import attempts
+from mlxgw.server.relays import AnthropicRelay, AnthropicToOpenAIRelay, OpenAIRelay, OpenAIToAnthropicRelay
+from tests import conformance
+
+
+def openai_stream() -> bytes:
+    def c(delta, finish=None):
+        return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    chunks = [c({"role": "assistant", "content": ""}), c({"content": "Hel"}), c({"content": "lo"}),
+              c({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}),
+              c({"tool_calls": [{"index": 0, "function": {"arguments": '{"a":1}'}}]}), c({}, "tool_calls"),
+              {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+               "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}]
+    return b"".join(b"data: " + json.dumps(x).encode() + b"\r\n\r\n" for x in chunks) + b"data: [DONE]\r\n\r\n"
+
+
+def anthropic_stream() -> bytes:
+    evs = [{"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+                                                 "content": [], "usage": {"input_tokens": 5, "output_tokens": 1,
+                                                                          "cache_read_input_tokens": 2}}},
+           {"type": "ping"},
+           {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+           {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+           {"type": "content_block_stop", "index": 0},
+           {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 4}},
+           {"type": "message_stop"}]
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in evs)
+
+
+def pieces(raw: bytes, size: int) -> list[bytes]:
+    return [raw[i:i + size] for i in range(0, len(raw), size)]
+
+
+def drive(tr, raw: bytes, size: int) -> bytes:
+    out = b""
+    for p in pieces(raw, size):
+        out += tr.feed(p)
+        if tr.finished:
+            return out
+    return out + tr.end()
+
+
+def test_openai_to_anthropic_any_cut():
+    expected = None
+    for size in (1, 7, 64, 100_000):
+        tr = OpenAIToAnthropicRelay(OpenAIToAnthropicStream("msg_x", "claude", 3))
+        out = drive(tr, openai_stream(), size)
+        if expected is None:
+            expected = out
+        assert out == expected and tr.finished and tr.error is None
+        assert tr.tokens() == (7, 3, None)
+    text = expected.decode()
+    assert text.count("event: content_block_start") == 2 and text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+
+def test_anthropic_to_openai_any_cut():
+    for size in (1, 13, 100_000):
+        tr = AnthropicToOpenAIRelay(AnthropicToOpenAIStream("chatcmpl-x", "c", include_usage=True))
+        out = drive(tr, anthropic_stream(), size)
+        chunks = conformance.validate_sse(out.decode())
+        assert chunks[-1]["usage"] == {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11,
+                                       "prompt_tokens_details": {"cached_tokens": 2}}
+        assert tr.tokens() == (7, 4, 2) and tr.error is None
+
+
+def test_anthropic_passthrough_is_byte_identical():
+    raw = anthropic_stream()
+    tr = AnthropicRelay()
+    assert drive(tr, raw, 5) == raw and tr.tokens() == (7, 4, 2)
+    cut = AnthropicRelay()
+    out = drive(cut, raw[:200], 50)
+    assert out.startswith(raw[:200]) and b"event: error" in out[200:] and cut.error
+
+
+def test_openai_passthrough_relay_drops_the_usage_chunk_nobody_asked_for():
+    tr = OpenAIRelay("up", "m", "chatcmpl-x", 1, keep_usage=False)
+    out = drive(tr, openai_stream(), 9)
+    chunks = conformance.validate_sse(out.decode())
+    assert all(c["choices"] for c in chunks) and tr.tokens() == (7, 3, None)
+
+
+async def test_relay_turns_a_mid_stream_timeout_into_the_dialect_error_event():
+    async def upstream():
+        yield openai_stream()[:120]
+        raise UpstreamTimeout("up", "idle", 0.5)
+
+    finished = []
+    gen = upstream()
+    first = await gen.__anext__()
+    row: dict = {}
+    tr = OpenAIToAnthropicRelay(OpenAIToAnthropicStream("msg_x", "claude"))
+    out = b"".join([c async for c in attempts.relay(first, gen, tr, row, lambda s, e: finished.append((s, e)))])
+    assert out.rstrip().split(b"\n")[-2] == b"event: error"
+    assert b'"type":"timeout_error"' in out
+    assert finished == [(200, "provider 'up' timed out (idle timeout of 0.5s)")]
+    assert row["input_tokens"] is None
