@@ -36,11 +36,15 @@ Anthropic's Messages API natively (the Anthropic cloud adapter, the local engine
     messages_stream(body, timeouts, headers=None) -> AsyncIterator[bytes]
 
 with the contract of `chat`/`stream`, on `/v1/messages` (the stream is Anthropic's named SSE events).
+They may also provide `await count_tokens(body, timeouts, headers=None) -> ChatResult` (/v1/messages/
+count_tokens); without it the server answers count_tokens with its own estimate.
 `headers` are the client's `anthropic-*` request headers (`anthropic-beta` verbatim, `anthropic-version`):
 a cloud forwards them, a local engine may ignore them; auth always comes from the provider, never from
 them. The server sends an Anthropic client's request there untranslated (only `model` rewritten) and an
 OpenAI client's request translated; every other backend (`anthropic_native = False`) gets OpenAI bodies
-on `chat`/`stream`, translated from Anthropic when the client spoke Anthropic.
+on `chat`/`stream`, translated from Anthropic when the client spoke Anthropic. An OpenAI-dialect backend
+that accepts `role: developer` sets `developer_role = True` (OpenAI's cloud); the others get such
+messages as `system`.
 
 Adapters hold no per-request state and never build an HTTP client per request: they use the one shared
 client handed to them at construction.
@@ -109,6 +113,7 @@ class Backend(abc.ABC):
     name: str
     api: str  # the dialect the backend speaks: "openai" | "anthropic"
     anthropic_native: bool = False  # True: also messages()/messages_stream() on /v1/messages
+    developer_role: bool = False  # True: `role: developer` is sent as is, else as `system`
 
     async def start(self) -> None:
         return None
