@@ -29,3 +29,27 @@ def test_budget_from_env_and_default(monkeypatch):
     monkeypatch.delenv("MLXGW_MEMORY_BUDGET")
     monkeypatch.setenv("MLXGW_MEMORY_RESERVE", "1G")
     assert memory.budget() == memory.physical_memory() - memory.GIB
+
+
+def test_sync_expands_paths_and_resolves_aliases(tmp_path, monkeypatch):
+    from mlxgw.backends import local_profiles
+    from mlxgw.routing import Snapshot
+    from mlxgw.supervisor import Supervisor
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    sup = Supervisor(None, tmp_path / "logs", local_profiles(None))
+    sup.sync(Snapshot({"providers": [
+        {"name": "a", "kind": "vllm-mlx", "command": "~/bin/vllm-mlx", "args": ["--p"],
+         "models": [{"name": "m", "path": "~/models/m", "aliases": ["mm"], "args": ["--m"], "idle_ttl": "2m"}]},
+        {"name": "b", "kind": "mlx-openai-server", "models": [{"name": "m", "path": "/x"}]},
+    ]}).providers.values())
+    a = sup.get("a", "m")
+    assert a.launch.command == f"{tmp_path}/bin/vllm-mlx" and a.launch.path == f"{tmp_path}/models/m"
+    assert a.launch.args == ("--p", "--m") and a.settings.idle_ttl == 120
+    assert sup.get("b", "m").launch.command == "mlx-openai-server"
+    assert sup.find("mm") is a
+    with pytest.raises(LookupError, match="several providers"):
+        sup.find("m")
+    assert sup.find("m", "b").provider == "b"
+    with pytest.raises(LookupError, match="no local model named 'x'"):
+        sup.find("x")

@@ -219,7 +219,7 @@ class Supervisor:
                 key = (p.name, mspec["name"])
                 seen.add(key)
                 launch = LaunchSpec(
-                    kind=p.kind, command=spec.get("command") or profile.executable,
+                    kind=p.kind, command=os.path.expanduser(spec.get("command") or profile.executable),
                     path=str(Path(mspec.get("path") or "").expanduser()),
                     args=tuple(spec.get("args") or ()) + tuple(mspec.get("args") or ()),
                     env=tuple(sorted((spec.get("env") or {}).items())),
@@ -235,12 +235,11 @@ class Supervisor:
                     max_loaded=spec.get("max_loaded"),
                 )
                 m = self.models.get(key)
-                if m is None or m.retired:
-                    if m is not None and m.state != STOPPED:
-                        continue  # being retired right now: the reaper forgets it, then it comes back
+                if m is None:
                     self.models[key] = ManagedModel(p.name, mspec["name"], launch, settings,
                                                     self.logs_dir / f"{p.name}--{_safe(mspec['name'])}.log")
                     continue
+                m.retired = False  # back in the config before its stop finished: keep it
                 m.settings = settings
                 if m.launch != launch:
                     m.launch = launch
