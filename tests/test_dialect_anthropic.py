@@ -641,6 +641,7 @@ def test_response_anthropic_to_openai_conforms():
     conformance.validate("CreateChatCompletionResponse", out)
     m = out["choices"][0]
     assert m["message"]["content"] == "AB" and m["finish_reason"] == "tool_calls"
+    assert m["message"]["reasoning_content"] == "t"
     assert m["message"]["tool_calls"] == [{"id": "toolu_1", "type": "function",
                                            "function": {"name": "f", "arguments": '{"x":1}'}}]
     assert out["id"] == "chatcmpl-abc" and out["usage"]["prompt_tokens"] == 5

@@ -144,13 +144,16 @@ def from_openai_response(body: dict, model: str, names: ToolNames | None = None,
 
 def to_openai_response(msg: dict, model: str) -> dict:
     """O->A: an OpenAI chat.completion for an Anthropic Message. Text blocks are concatenated, tool_use
-    blocks become tool_calls in order; thinking is not part of OpenAI's message and is dropped."""
-    texts, calls = [], []
+    blocks become tool_calls in order; thinking text goes to the non-standard `reasoning_content` (as the
+    stream's thinking deltas do), signatures and redacted thinking are dropped."""
+    texts, calls, thinking = [], [], []
     for b in msg.get("content") if isinstance(msg.get("content"), list) else []:
         if not isinstance(b, dict):
             continue
         if b.get("type") == "text" and isinstance(b.get("text"), str):
             texts.append(b["text"])
+        elif b.get("type") == "thinking" and isinstance(b.get("thinking"), str):
+            thinking.append(b["thinking"])
         elif b.get("type") == "tool_use":
             calls.append({"id": str(b.get("id") or "call_" + uuid.uuid4().hex[:24]), "type": "function",
                           "function": {"name": str(b.get("name") or ""),
@@ -158,6 +161,8 @@ def to_openai_response(msg: dict, model: str) -> dict:
     message: dict = {"role": "assistant", "content": "".join(texts) if texts else None, "refusal": None}
     if calls:
         message["tool_calls"] = calls
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
     mid = msg.get("id")
     return {"id": f"chatcmpl-{mid[4:] if isinstance(mid, str) and mid.startswith('msg_') else uuid.uuid4().hex}",
             "object": "chat.completion", "created": int(time.time()),
