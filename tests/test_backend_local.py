@@ -116,3 +116,10 @@ async def test_vllm_mlx_messages_go_to_the_engine_under_a_lease(tmp_path):
     finally:
         await sup.shutdown()
         await http.close()
+
+
+async def test_vllm_mlx_count_tokens_only_on_the_native_engine():
+    from mlxgw.backends.mlx_openai_server import MlxOpenAIServerBackend
+    from mlxgw.backends.vllm_mlx import VllmMlxBackend
+
+    assert hasattr(VllmMlxBackend, "count_tokens") and not hasattr(MlxOpenAIServerBackend, "count_tokens")

@@ -13,6 +13,7 @@ concurrent requests queue instead (the provider's `env` can set it back to fail_
 
 from __future__ import annotations
 
+from mlxgw.backends.base import ChatResult, Timeouts
 from mlxgw.backends.local import LocalBackend, LocalProfile
 from mlxgw.dialects.jsonfast import DecodeError, loads
 from mlxgw.supervisor import ManagedModel
@@ -41,4 +42,7 @@ class VllmMlxProfile(LocalProfile):
 
 
 class VllmMlxBackend(LocalBackend):
-    pass
+    async def count_tokens(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> ChatResult:
+        """POST /v1/messages/count_tokens on the engine (started if cold, like any request)."""
+        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
+            return await self._messages_client(m).count_tokens(body, timeouts, headers)
