@@ -10,6 +10,7 @@ complete -c mlxgw -n '__fish_use_subcommand' -a models -d 'Local models: list, s
 complete -c mlxgw -n '__fish_use_subcommand' -a providers -d 'Providers in the store and their API keys.'
 complete -c mlxgw -n '__fish_use_subcommand' -a serve -d 'Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw a'
 complete -c mlxgw -n '__fish_use_subcommand' -a tokens -d 'Gateway keys clients present when the gateway listens beyond loopback.'
+complete -c mlxgw -n '__fish_use_subcommand' -a ui -d 'The route and provider view (a static HTML page).'
 complete -c mlxgw -n '__fish_use_subcommand' -a validate -d 'Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'
 complete -c mlxgw -n '__fish_seen_subcommand_from apply' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from apply' -l dry-run
@@ -101,6 +102,11 @@ complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcom
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from list' -l json
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from revoke' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from revoke' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from ui; and not __fish_seen_subcommand_from build' -a build -d 'Write providers, routes (as a diagram, with a resolver box) and audit '
+complete -c mlxgw -n '__fish_seen_subcommand_from ui' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from ui; and __fish_seen_subcommand_from build' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from ui; and __fish_seen_subcommand_from build' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from ui; and __fish_seen_subcommand_from build' -l output -r -F
 complete -c mlxgw -n '__fish_seen_subcommand_from validate' -l file -r -F
 complete -c mlxgw -n '__fish_seen_subcommand_from validate' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from validate' -l json

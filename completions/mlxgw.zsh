@@ -13,7 +13,7 @@ _mlxgw() {
 }
 _mlxgw_lists() {
   case "$1" in
-    "") subs=('apply:Validate, then write the file into the store in ONE transaction and bu' 'completion:Print a shell completion script (also shipped in completions/).' 'diff:Show what `apply` would change, entity by entity (+ add, ~ change, - r' 'export:Print the store as canonical gateway.yaml (secrets as their ${env:NAME' 'keys:The master key that encrypts stored API keys.' 'logs:The audit log: one row per request the gateway answered.' 'models:Local models: list, start, stop, and read engine logs (asks the runnin' 'providers:Providers in the store and their API keys.' 'serve:Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw a' 'tokens:Gateway keys clients present when the gateway listens beyond loopback.' 'validate:Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'); opts=(--help) ;;
+    "") subs=('apply:Validate, then write the file into the store in ONE transaction and bu' 'completion:Print a shell completion script (also shipped in completions/).' 'diff:Show what `apply` would change, entity by entity (+ add, ~ change, - r' 'export:Print the store as canonical gateway.yaml (secrets as their ${env:NAME' 'keys:The master key that encrypts stored API keys.' 'logs:The audit log: one row per request the gateway answered.' 'models:Local models: list, start, stop, and read engine logs (asks the runnin' 'providers:Providers in the store and their API keys.' 'serve:Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw a' 'tokens:Gateway keys clients present when the gateway listens beyond loopback.' 'ui:The route and provider view (a static HTML page).' 'validate:Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'); opts=(--help) ;;
     "apply") subs=(); opts=(--db --dry-run --file --help --json --prune --yes) ;;
     "completion") subs=(); opts=(--help) ;;
     "diff") subs=(); opts=(--db --exit-code --file --help --json --prune) ;;
@@ -37,6 +37,8 @@ _mlxgw_lists() {
     "tokens create") subs=(); opts=(--db --help --json) ;;
     "tokens list") subs=(); opts=(--db --help --json) ;;
     "tokens revoke") subs=(); opts=(--db --help) ;;
+    "ui") subs=('build:Write providers, routes (as a diagram, with a resolver box) and audit '); opts=(--help) ;;
+    "ui build") subs=(); opts=(--db --help --output) ;;
     "validate") subs=(); opts=(--file --help --json --offline) ;;
   esac
 }

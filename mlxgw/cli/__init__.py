@@ -56,6 +56,7 @@ from mlxgw.cli import keys as _keys  # noqa: E402,F401
 from mlxgw.cli import completion as _completion  # noqa: E402,F401
 # --- other command groups (serve, logs, tokens, models...) register below this line ---
 from mlxgw.cli import serve, logs, tokens  # noqa: E402,F401
+from mlxgw.cli import ui as _ui  # noqa: E402,F401
 from mlxgw.cli import models as _models  # noqa: E402,F401
 
 

@@ -15,6 +15,7 @@ from mlxgw.server.gateway import Gateway
 from mlxgw.server.lifespan import Lifespan
 from mlxgw.server.middleware import RequestContext
 from mlxgw.server.resources import Health, Models, Root
+from mlxgw.server.ui import add_routes as add_ui_routes
 from mlxgw.store.db import Store
 
 
@@ -44,6 +45,7 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     app.add_route("/v1/models", Models(gateway))
     app.add_route("/health", Health(gateway))
     app.add_route("/", Root())
+    add_ui_routes(app, gateway, lifespan)
     app.gateway = gateway
     app.lifespan = lifespan
     return app
