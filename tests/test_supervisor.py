@@ -271,3 +271,17 @@ async def test_shutdown_stops_every_engine(env, fake):
     assert not any(alive(p) for p in pids)
     with pytest.raises(EngineError, match="shutting down"):
         await sup.ensure_ready("loc", "a")
+
+
+async def test_a_big_log_is_rotated_at_the_next_start(env, fake, monkeypatch):
+    from mlxgw.supervisor import core
+
+    make, tmp = env
+    monkeypatch.setattr(core, "LOG_ROTATE_BYTES", 100)
+    sup = make([provider("loc", fake, [model("a", model_dir(tmp))])])
+    m = sup.get("loc", "a")
+    m.log_path.parent.mkdir(parents=True, exist_ok=True)
+    m.log_path.write_text("old line\n" * 20)
+    await sup.ensure_ready("loc", "a")
+    assert "old line" not in m.log_path.read_text() and "mlxgw starts" in m.log_path.read_text()
+    assert (m.log_path.parent / (m.log_path.name + ".1")).read_text().startswith("old line")

@@ -17,7 +17,8 @@ States: stopped -> starting -> ready -> stopping -> stopped, and failed (a start
   as an upstream-unavailable error so failover can take the request;
 - stop: SIGTERM to the engine's process group, wait, then SIGKILL.
 
-Engine output goes to `MLXGW_HOME/logs/<provider>--<model>.log`. Everything runs on the server's event loop;
+Engine output goes to `MLXGW_HOME/logs/<provider>--<model>.log` (kept as `.log.1` at a start once it
+passes 16 MiB). Everything runs on the server's event loop;
 there is no lock because every state change happens between two awaits.
 """
 
@@ -47,6 +48,7 @@ DEFAULT_START_TIMEOUT = 120.0
 STOP_GRACE = 10.0
 DRAIN_TIMEOUT = 30.0
 LOG_TAIL_LINES = 20
+LOG_ROTATE_BYTES = 16 * 1024 * 1024  # at a start, a bigger log is kept as <name>.log.1 and a new one begun
 
 
 class EngineError(UpstreamConnectError):
@@ -377,6 +379,9 @@ class Supervisor:
         env.update(profile.env)
         env.update(dict(m.launch.env))
         self.logs_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            if m.log_path.stat().st_size > LOG_ROTATE_BYTES:
+                os.replace(m.log_path, m.log_path.with_name(m.log_path.name + ".1"))
         t0 = time.monotonic()
         with open(m.log_path, "ab") as logf:
             logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} mlxgw starts: {' '.join(cmd)}\n".encode())
