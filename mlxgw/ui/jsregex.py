@@ -60,8 +60,8 @@ class _Untranslatable(Exception):
 
 # --- character classes as Python sees them -------------------------------------------------------------
 
-@functools.cache
 def _all_chars() -> str:
+    """Every code point, once per class computed (not cached: 4 MiB a server need not keep)."""
     return "".join(map(chr, range(MAX_CODE_POINT + 1)))
 
 

@@ -214,11 +214,19 @@ def render(view: dict, figures: dict | None, *, title: str = "mlxgw routes", liv
     approx = [r for r in view["routes"] if r.get("regex") and r["regex"]["js"] is not None and not r["regex"]["exact"]]
     caveat = ""
     if untranslatable or approx:
+        def routes_n(n: int) -> str:
+            return "1 regex route" if n == 1 else f"{n} regex routes"
+
+        notes = []
+        if approx:
+            notes.append(f"{routes_n(len(approx))} may match differently here than on the server for some names "
+                         "(marked “may differ in page”)")
+        if untranslatable:
+            notes.append(f"{routes_n(len(untranslatable))} {'uses' if len(untranslatable) == 1 else 'use'} "
+                         "Python-only syntax, where the page stops and "
+                         f"{'asks the server' if live else 'says the server decides'} (marked “server decides”)")
         caveat = ('<p class="notice">The page evaluates regexes in JavaScript, translated from Python. '
-                  + (f"{len(approx)} regex route(s) may match differently for some names; " if approx else "")
-                  + (f"{len(untranslatable)} use(s) Python-only syntax, so the page stops there and "
-                     f"{'asks the server' if live else 'says the server decides'}; " if untranslatable else "")
-                  + "they are marked below.</p>")
+                  + "; ".join(notes) + ".</p>")
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(generated))
     source = "live from this gateway" if live else "a snapshot of the store"
     return f"""<!DOCTYPE html>
@@ -252,9 +260,9 @@ def render(view: dict, figures: dict | None, *, title: str = "mlxgw routes", liv
 <p id="resolver-help" class="muted">Same rules as the server: an exact name first, then the longest matching
 prefix, then the regexes in the order they are declared. The first target is tried first; the fallbacks
 follow in order.</p>
-<output id="resolver-answer" for="resolver-input" aria-live="polite">{ANSWER_SLOT}<noscript>The resolver needs
+<div id="resolver-answer" role="status" aria-live="polite">{ANSWER_SLOT}<noscript>The resolver needs
 JavaScript{'; or press Resolve to ask the server' if live else ''}. The routes below are listed in the order the
-server tries them.</noscript></output>
+server tries them.</noscript></div>
 </form>
 </section>
 <section aria-labelledby="routes">
