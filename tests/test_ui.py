@@ -428,9 +428,15 @@ def test_ui_audit_figures_come_from_a_background_query(home, cli, tmp_path, monk
 
 def test_ui_build_to_stdout_and_errors(home, cli, tmp_path):
     apply_config(cli, tmp_path, (EXAMPLES / "cloud-only.yaml").read_text())
+    lan_key = "sk-lan-SENTINEL-93b1d0"
+    code, out, err = cli("providers", "set-key", "lan-box", input=lan_key + "\n")
+    assert code == 0, err
     code, out, err = cli("ui", "build", "-o", "-")
     assert code == 0 and out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
     assert_no_secret(out)
+    assert lan_key not in out and "SENTINEL" not in out
+    fp = data.fingerprints_from_store(Store())["lan-box"]
+    assert fp["source"] == "set-key" and f"<code>{fp['key']}</code> <span class=\"muted\">from set-key</span>" in out
     code, out, err = cli("ui", "build", "-o", str(tmp_path / "missing" / "dir" / "x.html"))
     assert code == 1 and "cannot write" in err and "Traceback" not in err
     assert not list((tmp_path).glob(".x.html.*"))

@@ -178,6 +178,17 @@ JS = r"""
     return e;
   }
   function code(text) { return el("code", null, text); }
+  function arrow(label) {
+    var NS = "http://www.w3.org/2000/svg";
+    var wrap = el("span", "arrow"), svg = document.createElementNS(NS, "svg");
+    var path = document.createElementNS(NS, "path"), head = document.createElementNS(NS, "polygon");
+    wrap.setAttribute("aria-hidden", "true");
+    svg.setAttribute("width", "34"); svg.setAttribute("height", "14"); svg.setAttribute("viewBox", "0 0 34 14");
+    path.setAttribute("d", "M1 7 H26"); head.setAttribute("points", "25,2 33,7 25,12");
+    svg.append(path, head);
+    wrap.append(svg, el("span", null, label));
+    return wrap;
+  }
   function routeLink(i) {
     var a = el("a", null, "#" + routes[i].precedence + " " + routes[i].key);
     a.href = "#route-" + routes[i].precedence;
@@ -226,7 +237,7 @@ JS = r"""
       chain.setAttribute("aria-label", "attempt order");
       a.targets.forEach(function (t, n) {
         var li = el("li");
-        if (n > 0) li.append(el("span", "muted", n === 1 ? "then fallback" : "then"));
+        if (n > 0) li.append(arrow(n === 1 ? "fallback" : "then"), el("span", "sr-only", "then fallback " + n + ": "));
         var box = el("span", "box" + (t.local ? " local" : "") + (n > 0 ? " fallback" : "") + (t.known ? "" : " unknown"));
         box.append(el("span", "prov", t.provider), el("br"), el("span", "model mono", t.model));
         li.append(box);
