@@ -16,7 +16,10 @@ What it does (all traffic stays on 127.0.0.1):
      bench/results/ (gitignored).
 
 Options: --duration S (seconds per point, default 3), --concurrency 1,8,32, --direct-only (skip the
-gateway), --profile (record the gateway with py-spy during the c=32 non-streaming run and print the
+gateway), --anthropic (instead of the standard gateway points: streamed requests from an Anthropic client
+on /v1/messages, translated to the OpenAI upstream and back, against the same streamed requests passed
+through on /v1/chat/completions; reports each one's added time to first byte and added time to the end
+of the stream, and the ratio translated / pass-through, whose goal is <= 1.3), --profile (record the gateway with py-spy during the c=32 non-streaming run and print the
 hottest functions; installs py-spy with pip when missing), --gateway-cmd "..." (how to run the CLI,
 default: this Python's `-m mlxgw`).
 """
@@ -44,6 +47,10 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 BODY = {"model": "bench-model", "messages": [{"role": "user", "content": "Say hello."}]}
 STREAM_BODY = dict(BODY, stream=True)
+# --anthropic: the same request from an Anthropic client (POST /v1/messages), routed to the OpenAI upstream
+ANTHROPIC_STREAM_BODY = {"model": "bench-model", "max_tokens": 64, "stream": True,
+                         "messages": [{"role": "user", "content": "Say hello."}]}
+TRANSLATED_RATIO_GOAL = 1.3
 TARGETS = {
     "added_p50_ms_c1": 1.0,
     "rps_per_core": 2500,
@@ -146,9 +153,10 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
 # ---------------------------------------------------------------------------------------------- load
 
 
-def wrk(wrk_bin: str, pin: list[str], port: int, body: dict, conc: int, duration: float) -> dict:
+def wrk(wrk_bin: str, pin: list[str], port: int, body: dict, conc: int, duration: float,
+        path: str = "/v1/chat/completions") -> dict:
     cmd = [*pin, wrk_bin, "-t1", f"-c{conc}", f"-d{max(1, round(duration))}s", "--timeout", "10s", "-s", str(HERE / "post.lua"),
-           f"http://127.0.0.1:{port}/v1/chat/completions"]
+           f"http://127.0.0.1:{port}{path}"]
     env = dict(os.environ, BENCH_BODY=json.dumps(body))
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
     for line in out.stdout.splitlines():
@@ -160,10 +168,11 @@ def wrk(wrk_bin: str, pin: list[str], port: int, body: dict, conc: int, duration
     raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
 
 
-def ttfb(pin: list[str], port: int, conc: int, duration: float) -> dict:
+def ttfb(pin: list[str], port: int, conc: int, duration: float, body: dict = STREAM_BODY,
+         path: str = "/v1/chat/completions") -> dict:
     cmd = [*pin, sys.executable, str(HERE / "ttfb.py"), "--port", str(port), "--concurrency", str(conc),
-           "--duration", str(duration)]
-    env = dict(os.environ, BENCH_BODY=json.dumps(STREAM_BODY))
+           "--duration", str(duration), "--path", path]
+    env = dict(os.environ, BENCH_BODY=json.dumps(body))
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
     if out.returncode != 0:
         raise RuntimeError(f"ttfb client failed: {out.stderr}")
@@ -189,6 +198,48 @@ def measure(label: str, wrk_bin: str, pin: list[str], port: int, concs: list[int
         if first["errors"]:
             log(f"WARNING {label} c={c} ttfb: {first['errors']} errors, e.g. {first['error_samples']}")
     return out
+
+
+def measure_anthropic(wrk_bin: str, pin: list[str], port: int, direct: dict, concs: list[int],
+                      duration: float) -> dict:
+    """--anthropic: per concurrency, streamed requests passed through (/v1/chat/completions) and
+    translated (Anthropic client on /v1/messages -> OpenAI upstream -> Anthropic events), each with its
+    time to first byte and to the end of the stream, minus the same figures measured directly."""
+    out: dict = {}
+    for c in concs:
+        row: dict = {}
+        d = direct[str(c)]["ttfb"]
+        for name, body, path in (("passthrough", STREAM_BODY, "/v1/chat/completions"),
+                                 ("translated", ANTHROPIC_STREAM_BODY, "/v1/messages")):
+            log(f"anthropic mode: concurrency {c}: {name} ({path})")
+            t = ttfb(pin, port, c, duration, body, path)
+            rps = wrk(wrk_bin, pin, port, body, c, duration, path)
+            if t["errors"] or rps["error_count"]:
+                log(f"WARNING {name} c={c}: errors {t['error_samples']} {rps['errors']}")
+            row[name] = {"ttfb": t, "stream_rps": rps["rps"],
+                         "added_ttfb_ms": ms(t["ttfb_us"]["p50"] - d["ttfb_us"]["p50"]),
+                         "added_total_ms": ms(t["total_us"]["p50"] - d["total_us"]["p50"])}
+        p, t_ = row["passthrough"], row["translated"]
+        row["ratio_ttfb"] = t_["added_ttfb_ms"] / p["added_ttfb_ms"] if p["added_ttfb_ms"] > 0 else float("nan")
+        row["ratio_total"] = t_["added_total_ms"] / p["added_total_ms"] if p["added_total_ms"] > 0 else float("nan")
+        out[str(c)] = row
+    return out
+
+
+def anthropic_table(res: dict) -> str:
+    lines = ["| concurrency | added TTFB p50 pass-through / translated (ms) | ratio | added full-stream p50 "
+             "pass-through / translated (ms) | ratio | stream req/s pass-through / translated |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for c, r in res.items():
+        p, t = r["passthrough"], r["translated"]
+        lines.append(f"| {c} | {p['added_ttfb_ms']:.2f} / {t['added_ttfb_ms']:.2f} | {r['ratio_ttfb']:.2f} "
+                     f"| {p['added_total_ms']:.2f} / {t['added_total_ms']:.2f} | {r['ratio_total']:.2f} "
+                     f"| {p['stream_rps']:,.0f} / {t['stream_rps']:,.0f} |")
+    c1 = min(res, key=int)
+    worst = max(res[c1]["ratio_ttfb"], res[c1]["ratio_total"])
+    lines += ["", f"translated / pass-through added latency at concurrency {c1}: {worst:.2f} "
+                  f"(goal <= {TRANSLATED_RATIO_GOAL}: {ok(worst <= TRANSLATED_RATIO_GOAL)})"]
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------- gateway
@@ -339,6 +390,10 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+class _AnthropicDone(Exception):
+    """--anthropic measured what it wanted: skip the standard gateway points."""
+
+
 def ok(flag: bool) -> str:
     return "yes" if flag else "NO"
 
@@ -352,6 +407,9 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,8,32", help="comma-separated (default 1,8,32)")
     ap.add_argument("--direct-only", action="store_true", help="only measure the upstream directly")
     ap.add_argument("--profile", action="store_true", help="py-spy the gateway during the c=32 non-streaming run")
+    ap.add_argument("--anthropic", action="store_true",
+                    help="measure an Anthropic client (/v1/messages, streamed, translated to the OpenAI upstream) "
+                         "against streamed pass-through, instead of the standard gateway points")
     ap.add_argument("--gateway-cmd", default=f"{shlex.quote(sys.executable)} -m mlxgw",
                     help="command that runs the mlxgw CLI (default: this Python's -m mlxgw)")
     args = ap.parse_args()
@@ -378,7 +436,10 @@ def main() -> int:
         if not line.startswith("PORT "):
             raise RuntimeError(f"upstream did not start: {line!r}")
         up_port = int(line.split()[1])
-        results["direct"] = measure("direct", wrk_bin, load_pin, up_port, concs, duration)
+        if args.anthropic:  # the direct baseline only needs the streamed time to first byte / end
+            results["direct"] = {str(c): {"ttfb": ttfb(load_pin, up_port, c, duration)} for c in concs}
+        else:
+            results["direct"] = measure("direct", wrk_bin, load_pin, up_port, concs, duration)
 
         if args.direct_only:
             log("--direct-only: skipping the gateway")
@@ -402,6 +463,14 @@ def main() -> int:
                 raise RuntimeError(f"gateway answered {status} to a bench request: {body[:500]!r}")
             log(f"gateway up in {min(startups):.3f}s, idle RSS {idle_rss / 1024:.1f} MiB; warming up")
             wrk(wrk_bin, load_pin, gateway.port, BODY, 8, 1)
+            if args.anthropic:
+                status, body = http_post(gateway.port, "/v1/messages", dict(ANTHROPIC_STREAM_BODY, stream=False))
+                if status != 200:
+                    raise RuntimeError(f"gateway answered {status} to an Anthropic bench request: {body[:500]!r}")
+                wrk(wrk_bin, load_pin, gateway.port, ANTHROPIC_STREAM_BODY, 8, 1, "/v1/messages")
+                results["anthropic"] = measure_anthropic(wrk_bin, load_pin, gateway.port, results["direct"], concs,
+                                                         duration)
+                raise _AnthropicDone
 
             profile_out: dict = {}
 
@@ -437,6 +506,8 @@ def main() -> int:
             }
             results["gateway"] = {"startup_s": startups, "idle_rss_kib": idle_rss, "rss_after_load_kib": after_rss,
                                   "load": load, "summary": summary, "profile": profile_out or None}
+    except _AnthropicDone:
+        pass
     finally:
         if gateway is not None:
             gateway.stop()
@@ -445,6 +516,10 @@ def main() -> int:
 
     out_file = RESULTS / f"bench-{stamp}.json"
     out_file.write_text(json.dumps(results, indent=2))
+    if "anthropic" in results:
+        print(anthropic_table(results["anthropic"]))
+        print(f"\nresults: {out_file.relative_to(ROOT)}")
+        return 0
     print(table(results))
     if results.get("gateway", {}).get("profile"):
         prof = results["gateway"]["profile"]

@@ -1,28 +1,33 @@
 """POST /v1/chat/completions in the OpenAI dialect (GATE-01, GATE-02).
 
 The request path: read the body (bounded), check it, pick the route from the current Runtime, then the
-attempt loop over the route's ordered targets. A target that fails before any byte reached the client
-(connection refused, connect timeout, 5xx, per `routing.policy`) hands over to the next one; the HTTP
-status is decided only once a backend answered. After the first byte, a failure ends the stream with an
-error event and no `[DONE]`. One audit row per request, queued when the answer is complete.
+attempt loop shared with /v1/messages (`attempts.run`) over the route's ordered targets. A target that
+fails before any byte reached the client (connection refused, connect timeout, 5xx, per
+`routing.policy`) hands over to the next one; the HTTP status is decided only once a backend answered.
+After the first byte, a failure ends the stream with an error event and no `[DONE]`. One audit row per
+request, queued when the answer is complete.
+
+Per target, `send` picks the wire: an OpenAI-dialect backend gets the body as is (model rewritten,
+`developer` sent as `system` unless the backend is OpenAI's own); an Anthropic backend gets it translated
+to the Messages API, and its answer, stream and errors are translated back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 import falcon
 
-from mlxgw.backends.base import (
-    ChatResult, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamTimeout,
-)  # fmt: skip
+from mlxgw.backends.base import ChatResult, UpstreamError, UpstreamStatusError
+from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
-from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
-from mlxgw.routing import Attempts
+from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream
+from mlxgw.dialects.jsonfast import dumps
+from mlxgw.server import attempts
 from mlxgw.server.errors import ApiError, from_upstream
 from mlxgw.server.gateway import Gateway
+from mlxgw.server.relays import AnthropicToOpenAIRelay, OpenAIRelay
 
 log = logging.getLogger("mlxgw.server")
 
@@ -91,44 +96,59 @@ class ChatCompletions:
             raise ApiError.of(404, f"The model `{model}` does not exist or no route of this gateway matches it.",
                               param="model", code="model_not_found")
         row["route"] = route.key
-        attempts = Attempts(route.targets)
-        error: UpstreamError | None = None
-        for target in attempts:
-            row["attempts"] = attempts.count
-            backend = rt.backends.get(target.provider)
-            backend_model = snap.backend_model(target, model)
-            row["provider"], row["backend_model"] = target.provider, backend_model
-            if backend is None:
-                reason = rt.unavailable.get(target.provider) or f"provider '{target.provider}' is not configured"
-                error = UpstreamConnectError(target.provider, reason)
-                continue
-            row["backend_api"] = backend.api
-            upstream_body = oa.upstream_request(body, backend_model)
-            try:
+        keep_usage = oa.wants_usage(body)
+
+        async def send(backend, backend_model: str, timeouts):
+            if backend.api == "openai":  # pass-through, normalised
+                row["backend_api"] = "openai"
+                up = oa.upstream_request(body, backend_model)
+                if not getattr(backend, "developer_role", False):
+                    up = oa.developer_to_system(up)
                 if stream:
-                    chunks = backend.stream(upstream_body, target.timeouts)
-                    try:
-                        first = await chunks.__anext__()
-                    except StopAsyncIteration:
-                        raise UpstreamProtocolError(target.provider,
-                                                    f"provider '{target.provider}' sent an empty stream") from None
-                else:
-                    result = await backend.chat(upstream_body, target.timeouts)
-            except UpstreamError as exc:
-                error = exc
-                if attempts.failed(exc):
-                    continue
-                break
-            row["ttfb_ms"] = (time.perf_counter() - t0) * 1000
+                    return backend.stream(up, timeouts), None
+                return await backend.chat(up, timeouts), None
+            row["backend_api"] = "anthropic"  # translated to Anthropic's Messages API
+            try:
+                up = an.from_openai_request(body, backend_model)
+            except an.RequestError as exc:
+                raise ApiError.of(400, exc.message, param=exc.param) from None
             if stream:
-                resp.content_type = "text/event-stream"
-                resp.set_headers(SSE_HEADERS)
-                resp.stream = self._relay(first, chunks, row, t0, backend_model, oa.wants_usage(body),
-                                          req.scope.get("mlxgw.receive"))
+                return backend.messages_stream(up, timeouts), up
+            return await backend.messages(up, timeouts), up
+
+        try:
+            ans = await attempts.run(rt, route, model, row, t0, stream, send)
+        except attempts.Failed as f:
+            raise self._failure(f.error, row["backend_api"]) from None
+        translated = row["backend_api"] != "openai"
+        if stream:
+            resp.content_type = "text/event-stream"
+            resp.set_headers(SSE_HEADERS)
+            stream_id = "chatcmpl-" + row["id"][4:]
+            if translated:
+                tr = AnthropicToOpenAIRelay(AnthropicToOpenAIStream(stream_id, ans.backend_model, keep_usage))
             else:
-                self._respond(resp, result, row, t0, backend_model)
-            return
-        raise from_upstream(error) from None
+                tr = OpenAIRelay(ans.target.provider, ans.backend_model, stream_id, int(time.time()), keep_usage)
+            resp.stream = attempts.relay(ans.first, ans.chunks, tr, row,
+                                         lambda status, err: self._finish(row, t0, status, err),
+                                         req.scope.get("mlxgw.receive"))
+        elif translated:
+            out = an.to_openai_response(ans.result.body, ans.backend_model)
+            row["input_tokens"], row["output_tokens"], row["cached_tokens"] = an.audit_tokens(ans.result.body.get("usage"))
+            resp.content_type = falcon.MEDIA_JSON
+            resp.data = dumps(out)
+            self._finish(row, t0, 200)
+        else:
+            self._respond(resp, ans.result, row, t0, ans.backend_model)
+
+    @staticmethod
+    def _failure(exc: UpstreamError, wire: str | None) -> ApiError:
+        """The OpenAI client's error for an upstream failure before the first byte; an Anthropic
+        backend's error body is mapped to OpenAI's shape and status (529 -> 503)."""
+        if wire == "anthropic" and isinstance(exc, UpstreamStatusError):
+            status, body = an.openai_error_from_anthropic(exc.status, exc.body, exc.provider)
+            return ApiError(status, body, {"retry-after": exc.retry_after} if exc.retry_after else None)
+        return from_upstream(exc)
 
     def _respond(self, resp, result: ChatResult, row: dict, t0: float, backend_model: str) -> None:
         out = oa.response(result.body, backend_model)
@@ -136,74 +156,3 @@ class ChatCompletions:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps(out)
         self._finish(row, t0, 200)
-
-    async def _relay(self, first: bytes, chunks, row: dict, t0: float, backend_model: str, keep_usage: bool,
-                     receive=None):
-        """Relay the upstream's events to the client as they arrive, normalised, one write per upstream
-        read. Ends with [DONE], or with an error event when the stream breaks. When the client goes away
-        the upstream request is closed at the next chunk, so a backend stops generating for nobody."""
-        gone = asyncio.ensure_future(receive()) if receive is not None else None
-        status = 200
-        parser = oa.SSEParser()
-        stream_id = "chatcmpl-" + row["id"][4:]
-        created = int(time.time())
-        done = finished = False
-        error: str | None = None
-        chunk = first
-        try:
-            while True:
-                out = []
-                events = parser.feed(chunk) if chunk is not None else parser.close()
-                for data in events:
-                    if data == b"[DONE]":
-                        done = True
-                        break
-                    try:
-                        obj = loads(data)
-                    except DecodeError:
-                        continue  # keep-alive noise or a broken line: nothing a client can use
-                    if not isinstance(obj, dict):
-                        continue
-                    if "error" in obj:
-                        err = obj["error"]
-                        error = str(err.get("message") if isinstance(err, dict) else err) or "upstream error"
-                        out.append(oa.sse_error(f"provider '{row['provider']}' failed mid-stream: {error}"))
-                        break
-                    usage = obj.get("usage")
-                    if isinstance(usage, dict):
-                        row["input_tokens"], row["output_tokens"], row["cached_tokens"] = oa.tokens(usage)
-                        if not obj.get("choices") and not keep_usage:
-                            continue  # the usage chunk the gateway asked for on its own behalf
-                    c = oa.chunk(obj, backend_model, stream_id, created, keep_usage)
-                    if any(ch["finish_reason"] for ch in c["choices"]):
-                        finished = True
-                    out.append(oa.sse(c))
-                if out:
-                    yield b"".join(out)
-                if gone is not None and gone.done():
-                    status, error = 499, "client disconnected"
-                    return
-                if done or error or chunk is None:
-                    break
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    chunk = None  # flush what the parser holds, then end
-            if not done and not error and not finished:
-                error = "the provider closed the stream before it finished"
-                yield oa.sse_error(error, code="upstream_incomplete")
-            if not error:
-                yield oa.DONE
-        except UpstreamError as exc:
-            error = exc.message
-            timeout = isinstance(exc, UpstreamTimeout)
-            yield oa.sse_error(exc.message, type="timeout_error" if timeout else "api_error",
-                               code="timeout" if timeout else "upstream_failed")
-        except BaseException as exc:  # client gone (cancelled) or a bug: record it, then let it propagate
-            error = error or f"stream aborted: {type(exc).__name__}"
-            raise
-        finally:
-            if gone is not None and not gone.done():
-                gone.cancel()
-            await chunks.aclose()
-            self._finish(row, t0, status, error)

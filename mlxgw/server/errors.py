@@ -1,6 +1,7 @@
-"""Errors as clients see them: OpenAI's `{"error": {message, type, param, code}}` with a fitting
-status, whatever went wrong. No traceback ever reaches a client; unexpected exceptions are logged here
-with the request id and answered with a plain 500."""
+"""Errors as clients see them, in the client's dialect, with a fitting status, whatever went wrong:
+OpenAI's `{"error": {message, type, param, code}}`, or on Anthropic's endpoints (/v1/messages...)
+Anthropic's `{"type": "error", "error": {type, message}}` plus a `request-id` header. No traceback ever
+reaches a client; unexpected exceptions are logged here with the request id and answered with a plain 500."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import falcon
 from mlxgw.backends.base import (
     UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
 )  # fmt: skip
+from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import dumps
 
@@ -18,13 +20,15 @@ log = logging.getLogger("mlxgw.server")
 
 
 class ApiError(Exception):
-    """A failure answered with `status` and an OpenAI error `body`."""
+    """A failure answered with `status` and an error `body` (OpenAI's shape, or Anthropic's when the
+    resource built it so); `raw`, when set, is an upstream error body sent byte for byte instead."""
 
     def __init__(self, status: int, body: dict, headers: dict | None = None):
         super().__init__(body["error"]["message"])
         self.status = status
         self.body = body
         self.headers = headers or {}
+        self.raw: bytes | None = None
 
     @property
     def message(self) -> str:
@@ -48,10 +52,28 @@ def from_upstream(exc: UpstreamError) -> ApiError:
     return ApiError.of(502, exc.message, type="api_error")
 
 
-async def handle_api_error(req, resp, ex: ApiError, params) -> None:
-    resp.status = ex.status
+def anthropic_path(path: str) -> bool:
+    """Anthropic's endpoints, whose errors take Anthropic's shape."""
+    return path.startswith("/v1/messages")
+
+
+def serialize(req, resp, status: int, body: dict) -> None:
+    """The per-dialect error serializer: `body` as built (OpenAI's shape unless a resource made it
+    Anthropic's), converted to Anthropic's shape on Anthropic's endpoints."""
+    resp.status = status
     resp.content_type = falcon.MEDIA_JSON
-    resp.data = dumps(ex.body)
+    if anthropic_path(req.path):
+        resp.set_header("request-id", getattr(req.context, "request_id", None) or "-")
+        if body.get("type") != "error":
+            err = body["error"]
+            body = an.error_body(err["message"], status, an.error_type(status))
+    resp.data = dumps(body)
+
+
+async def handle_api_error(req, resp, ex: ApiError, params) -> None:
+    serialize(req, resp, ex.status, ex.body)
+    if ex.raw is not None:
+        resp.data = ex.raw
     for k, v in ex.headers.items():
         resp.set_header(k, v)
 
@@ -64,9 +86,7 @@ async def handle_http_error(req, resp, ex: falcon.HTTPError, params) -> None:
         message = f"Unknown request URL: {req.method} {req.path}."
     elif status == 405:
         message = f"Method {req.method} is not allowed on {req.path}."
-    resp.status = status
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = dumps(oa.error_body(message, status, code=None))
+    serialize(req, resp, status, oa.error_body(message, status, code=None))
     for k, v in (ex.headers or {}).items():
         resp.set_header(k, v)
 
@@ -74,9 +94,8 @@ async def handle_http_error(req, resp, ex: falcon.HTTPError, params) -> None:
 async def handle_unexpected(req, resp, ex: Exception, params) -> None:
     rid = getattr(req.context, "request_id", "-")
     log.exception("request %s failed", rid)
-    resp.status = 500
-    resp.content_type = falcon.MEDIA_JSON
-    resp.data = dumps(oa.error_body(f"internal error in the gateway (request {rid})", 500, code="internal_error"))
+    serialize(req, resp, 500, oa.error_body(f"internal error in the gateway (request {rid})", 500,
+                                            code="internal_error"))
 
 
 def install(app) -> None:

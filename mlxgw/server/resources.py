@@ -10,21 +10,27 @@ from mlxgw.server.gateway import Gateway
 
 
 class Models:
-    """GET /v1/models: the names a client can ask for (OpenAI's list shape). Built from the current
-    snapshot; cached per revision so a busy client listing models costs one dict lookup."""
+    """GET /v1/models: the names a client can ask for, in OpenAI's list shape, or in Anthropic's
+    (`{"data": [{"type": "model", "id", "display_name", "created_at"}], "has_more", "first_id", "last_id"}`)
+    when the request carries `anthropic-version` (Anthropic SDKs, Claude Code's model discovery). Built
+    from the current snapshot; cached per revision so a busy client listing models costs one dict lookup."""
 
     def __init__(self, gateway: Gateway):
         self.gw = gateway
-        self._cache: tuple[object, bytes] | None = None
+        self._cache: tuple[object, bytes, bytes] | None = None
 
     async def on_get(self, req, resp) -> None:
         rt = self.gw.runtime
         cached = self._cache
         if cached is None or cached[0] is not rt:
-            data = dumps(oa.models_list(list(rt.snapshot.models())))
-            self._cache = cached = (rt, data)
+            models = list(rt.snapshot.models())
+            ids = [mid for mid, _ in models]
+            anthropic = {"data": [{"type": "model", "id": mid, "display_name": mid,
+                                   "created_at": "1970-01-01T00:00:00Z"} for mid in ids],
+                         "has_more": False, "first_id": ids[0] if ids else None, "last_id": ids[-1] if ids else None}
+            self._cache = cached = (rt, dumps(oa.models_list(models)), dumps(anthropic))
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = cached[1]
+        resp.data = cached[2] if req.get_header("anthropic-version") else cached[1]
 
 
 class Health:
