@@ -9,6 +9,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from mlxgw.server import errors
+from mlxgw.server.admin import add_routes as add_admin_routes
 from mlxgw.server.chat import ChatCompletions
 from mlxgw.server.config import ServerConfig
 from mlxgw.server.gateway import Gateway
@@ -48,6 +49,7 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     app.add_route("/v1/models", Models(gateway))
     app.add_route("/health", Health(gateway))
     app.add_route("/", Root())
+    add_admin_routes(app, gateway)
     add_ui_routes(app, gateway, lifespan)
     app.gateway = gateway
     app.lifespan = lifespan

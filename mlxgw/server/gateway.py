@@ -17,6 +17,7 @@ class Gateway:
         self.http = HttpClient()
         self.runtime: Runtime | None = None  # set at startup, swapped by the reloader
         self.audit: AuditWriter | None = None
+        self.supervisor = None  # the local engines' mlxgw.supervisor.Supervisor, set at startup
         self.key_hashes: frozenset[str] = frozenset()
         self.keys_required = config.keys_required
         self.ready = False

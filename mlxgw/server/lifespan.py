@@ -19,6 +19,7 @@ from mlxgw.server import keys, runtime
 from mlxgw.server.gateway import Gateway
 from mlxgw.store.db import Store
 from mlxgw.store.state import current_revision, load_runtime
+from mlxgw import supervisor as engines
 
 log = logging.getLogger("mlxgw.server")
 
@@ -32,6 +33,7 @@ class Lifespan:
         self._loaded = loaded
         self._reloader: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
+        self.supervisor = None  # local engines (mlxgw.supervisor), created at start-up
 
     async def process_startup(self, scope, event) -> None:
         gw = self.gw
@@ -42,7 +44,8 @@ class Lifespan:
         self._loaded = None
         gw.key_hashes = keys.load_hashes(store)
         await gw.http.start()
-        gw.runtime = runtime.build(revision, config, provider_keys, gw.http)
+        self.supervisor = gw.supervisor = engines.create(gw.http)  # the lifespan owns it; gw publishes it
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor)
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
         self._wake = asyncio.Event()
@@ -61,6 +64,8 @@ class Lifespan:
             self._reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reloader
+        if self.supervisor is not None:  # stop every engine this gateway started
+            await self.supervisor.shutdown()
         if gw.audit is not None:
             await gw.audit.stop()
         await gw.http.close()
@@ -75,7 +80,7 @@ class Lifespan:
         if rev == gw.runtime.revision:
             return False
         revision, config, provider_keys = await asyncio.to_thread(load_runtime, store)
-        gw.runtime = runtime.build(revision, config, provider_keys, gw.http)
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor)
         log.info("mlxgw reloaded config revision %d", revision)
         return True
 

@@ -26,13 +26,15 @@ class Runtime:
         return self.snapshot.revision
 
 
-def build(revision: int, config: dict, keys: dict, http: HttpClient) -> Runtime:
+def build(revision: int, config: dict, keys: dict, http: HttpClient, supervisor=None) -> Runtime:
     snap = Snapshot(config, keys, revision)
+    if supervisor is not None:  # local engines: adopt the config, keeping engines whose spec is unchanged
+        supervisor.sync(snap.providers.values())
     adapters: dict[str, Backend] = {}
     unavailable: dict[str, str] = {}
     for p in snap.providers.values():
         try:
-            adapters[p.name] = backends.create(p.name, p.kind, p.spec, p.api_key, http)
+            adapters[p.name] = backends.create(p.name, p.kind, p.spec, p.api_key, http, supervisor=supervisor)
         except ValueError as exc:
             unavailable[p.name] = str(exc)
     return Runtime(snap, adapters, unavailable)
