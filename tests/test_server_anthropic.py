@@ -263,6 +263,7 @@ def test_passthrough_stream_is_relayed_as_is(gateway, anthropic_upstream):  # no
     with httpx.stream("POST", gateway.origin + "/v1/messages?beta=true", json=body, timeout=10,
                       headers={"anthropic-beta": BETAS, "anthropic-version": "2023-06-01"}) as r:
         text = r.read().decode()
+    assert r.headers["upstream-request-id"].startswith("req_up") and r.headers["request-id"].startswith("req_")
     events = sse(text)
     kinds = [n for n, _ in events]
     assert kinds[0] == "message_start" and kinds[1] == "ping" and kinds[-1] == "message_stop"

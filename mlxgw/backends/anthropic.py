@@ -23,7 +23,7 @@ import aiohttp
 
 from mlxgw.backends.base import ChatResult, Timeouts, UpstreamProtocolError
 from mlxgw.backends.http import HttpClient
-from mlxgw.backends.openai_compat import OpenAICompatBackend
+from mlxgw.backends.openai_compat import OpenAICompatBackend, UpstreamStream
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -83,7 +83,7 @@ class AnthropicBackend(OpenAICompatBackend):
         return await self._post(self._messages_url, body, t, self._with(self._headers, headers))
 
     def messages_stream(self, body: dict, t: Timeouts, headers: dict | None = None) -> AsyncIterator[bytes]:
-        return self._post_stream(self._messages_url, body, t, self._with(self._stream_headers, headers))
+        return UpstreamStream(self, self._messages_url, body, t, self._with(self._stream_headers, headers))
 
     async def count_tokens(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
         """POST /v1/messages/count_tokens: {"input_tokens": N}."""

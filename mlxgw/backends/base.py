@@ -16,7 +16,8 @@ Every backend (a cloud API or a local engine) is one object with five coroutines
                                   fail before the first byte (connect, HTTP status, first-token timeout)
                                   is raised by the first `__anext__()`, so the caller can still fail over
                                   or answer with a real status; later failures are raised mid-iteration.
-                                  The caller must `aclose()` it when it stops early.
+                                  The caller must `aclose()` it when it stops early. It may carry
+                                  `request_id` (the upstream's), set once the first chunk arrived.
 
 Failures are reported only as the UpstreamError subclasses below, never as a transport library's own
 exceptions, so the server and the failover policy classify them without knowing the transport:

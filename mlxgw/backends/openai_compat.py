@@ -98,7 +98,7 @@ class OpenAICompatBackend(Backend):
         return await self._post(self._chat_url, body, t, self._headers)
 
     def stream(self, body: dict, t: Timeouts) -> AsyncIterator[bytes]:
-        return self._post_stream(self._chat_url, body, t, self._stream_headers)
+        return UpstreamStream(self, self._chat_url, body, t, self._stream_headers)
 
     async def _post(self, url: str, body: dict, t: Timeouts, headers: dict) -> ChatResult:
         """One non-streaming POST of `body` to `url`: the decoded JSON answer, or an UpstreamError."""
@@ -138,8 +138,10 @@ class OpenAICompatBackend(Backend):
         rid = resp.headers.get("request-id") or resp.headers.get("x-request-id")
         return ChatResult(resp.status, data, {"request-id": rid} if rid else None)
 
-    async def _post_stream(self, url: str, body: dict, t: Timeouts, headers: dict) -> AsyncIterator[bytes]:
-        """One streaming POST: the raw body chunks as they arrive (see base.py for the contract)."""
+    async def _post_stream(self, url: str, body: dict, t: Timeouts, headers: dict,
+                           sink: UpstreamStream | None = None) -> AsyncIterator[bytes]:
+        """One streaming POST: the raw body chunks as they arrive (see base.py for the contract).
+        `sink.request_id` gets the upstream's request id once the response has started."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         end = now + t.total
@@ -151,6 +153,8 @@ class OpenAICompatBackend(Backend):
             try:
                 async with asyncio.timeout_at(deadline):
                     resp = await self._open(url, body, t, headers)
+                    if sink is not None:
+                        sink.request_id = resp.headers.get("request-id") or resp.headers.get("x-request-id")
                     if resp.status >= 400:
                         raw = await resp.read()
                         done = True
@@ -187,6 +191,26 @@ class OpenAICompatBackend(Backend):
 
     def _json_as_stream(self, raw: bytes) -> bytes:
         return _as_stream(self.name, raw)
+
+
+class UpstreamStream:
+    """The async iterator `stream()` returns: the chunks of `_post_stream`, plus `request_id`, the
+    upstream's request id, known once the first `__anext__()` returned."""
+
+    __slots__ = ("_gen", "request_id")
+
+    def __init__(self, backend: OpenAICompatBackend, url: str, body: dict, t: Timeouts, headers: dict):
+        self.request_id: str | None = None
+        self._gen = backend._post_stream(url, body, t, headers, self)
+
+    def __aiter__(self) -> UpstreamStream:
+        return self
+
+    def __anext__(self):
+        return self._gen.__anext__()
+
+    def aclose(self):
+        return self._gen.aclose()
 
 
 def _as_stream(provider: str, raw: bytes) -> bytes:

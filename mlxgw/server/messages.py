@@ -161,6 +161,9 @@ class Messages:
                 tr = OpenAIToAnthropicRelay(conv)
             resp.content_type = "text/event-stream"
             resp.set_headers(SSE_HEADERS)
+            up_rid = getattr(ans.chunks, "request_id", None)
+            if up_rid:
+                resp.set_header("upstream-request-id", up_rid)
             resp.stream = attempts.relay(ans.first, ans.chunks, tr, row,
                                          lambda status, err: self._finish(row, t0, status, err),
                                          req.scope.get("mlxgw.receive"))
