@@ -37,7 +37,7 @@ _mlxgw() {
     "providers") opts="list set-key --help" ;;
     "providers list") opts="--db --help --json" ;;
     "providers set-key") opts="--db --help" ;;
-    "serve") opts="--db --help --host --log-level --max-body --port --reload-interval" ;;
+    "serve") opts="--db --help --host --log-level --max-body --port --reload-interval --shutdown-timeout" ;;
     "tokens") opts="create list revoke --help" ;;
     "tokens create") opts="--db --help --json" ;;
     "tokens list") opts="--db --help --json" ;;

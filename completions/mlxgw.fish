@@ -36,7 +36,7 @@ complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcomma
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l json
-complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from stats tail' -a stats -d 'Requests, errors, p50/p95 latency and tokens, in total and per route a'
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from stats tail' -a stats -d 'Requests, errors, p50/p95 latency, failovers and tokens, in total and '
 complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from stats tail' -a tail -d 'Show the latest requests (--json: one object per line).'
 complete -c mlxgw -n '__fish_seen_subcommand_from logs' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l db
@@ -90,6 +90,7 @@ complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l log-level
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l max-body
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l port
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l reload-interval
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l shutdown-timeout
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a create -d 'Create a gateway key and print its token. The token is shown this once'
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a list -d 'List gateway keys (name, prefix, creation time; never the token).'
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a revoke -d 'Delete a gateway key: requests carrying it are refused within a second'

@@ -21,7 +21,7 @@ _mlxgw_lists() {
     "keys") subs=('generate:Print a new Fernet master key (for MLXGW_MASTER_KEY).' 'rotate:Re-encrypt every stored secret under a new master key.'); opts=(--help) ;;
     "keys generate") subs=(); opts=(--help) ;;
     "keys rotate") subs=(); opts=(--db --help --json) ;;
-    "logs") subs=('stats:Requests, errors, p50/p95 latency and tokens, in total and per route a' 'tail:Show the latest requests (--json: one object per line).'); opts=(--help) ;;
+    "logs") subs=('stats:Requests, errors, p50/p95 latency, failovers and tokens, in total and ' 'tail:Show the latest requests (--json: one object per line).'); opts=(--help) ;;
     "logs stats") subs=(); opts=(--db --help --json --since) ;;
     "logs tail") subs=(); opts=(--db --follow --help --interval --json --lines) ;;
     "models") subs=('list:Configured local models: state, port, pid, memory, uptime, last use an' 'logs:The engines log (its output, and mlxgws start/stop notes).' 'start:Start a local model and wait until it is ready (the engines last log l' 'stop:Stop a local model (requests in flight get up to 30 s to finish).'); opts=(--help) ;;
@@ -32,7 +32,7 @@ _mlxgw_lists() {
     "providers") subs=('list:List providers with base URL and key fingerprint (never the key).' 'set-key:Store a providers API key, read from a hidden prompt or from stdin (ne'); opts=(--help) ;;
     "providers list") subs=(); opts=(--db --help --json) ;;
     "providers set-key") subs=(); opts=(--db --help) ;;
-    "serve") subs=(); opts=(--db --help --host --log-level --max-body --port --reload-interval) ;;
+    "serve") subs=(); opts=(--db --help --host --log-level --max-body --port --reload-interval --shutdown-timeout) ;;
     "tokens") subs=('create:Create a gateway key and print its token. The token is shown this once' 'list:List gateway keys (name, prefix, creation time; never the token).' 'revoke:Delete a gateway key: requests carrying it are refused within a second'); opts=(--help) ;;
     "tokens create") subs=(); opts=(--db --help --json) ;;
     "tokens list") subs=(); opts=(--db --help --json) ;;

@@ -89,5 +89,5 @@ def test_stats_per_route_and_provider(store):
     assert (gpt["requests"], gpt["errors"], gpt["p50_ms"], gpt["p95_ms"]) == (100, 0, 50.0, 95.0)
     assert gpt["input_tokens"] == 200 and gpt["output_tokens"] == 300
     assert s["providers"]["dead"] == {"requests": 2, "errors": 2, "p50_ms": 5.0, "p95_ms": 7.0,
-                                      "input_tokens": 2, "output_tokens": 3}
+                                      "input_tokens": 2, "output_tokens": 3, "failovers": 0}
     assert queries.stats(store, since=2_000_000.0)["total"]["requests"] == 0

@@ -54,12 +54,14 @@ def test_tail_follow_prints_new_rows(home):
 
 def test_stats(home, cli):
     write(row(1, duration_ms=10.0), row(2, duration_ms=30.0, status=500, error="boom"),
-          row(3, provider="other", route="exact:x", duration_ms=20.0))
+          row(3, provider="other", route="exact:x", duration_ms=20.0, failovers=1, attempts=2))
     code, out, err = cli("logs", "stats", "--json")
     assert code == 0, err
     s = json.loads(out)
     assert s["total"] == {"requests": 3, "errors": 1, "p50_ms": 20.0, "p95_ms": 30.0, "input_tokens": 6,
-                          "output_tokens": 9}
+                          "output_tokens": 9, "failovers": 1}
+    assert s["routes"]["exact:x"]["failovers"] == 1 and s["providers"]["up"]["failovers"] == 0
     assert s["providers"]["up"]["requests"] == 2 and s["routes"]["exact:x"]["requests"] == 1
     code, out, _ = cli("logs", "stats")
     assert code == 0 and "total" in out and "requests=3 errors=1" in out and "per provider:" in out
+    assert "failovers=1" in out

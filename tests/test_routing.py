@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlxgw.backends.base import Timeouts
-from mlxgw.routing import Attempts, Snapshot, fails_over
+from mlxgw.routing import Snapshot, fails_over
 from mlxgw.backends.base import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
 
 CONFIG = {
@@ -98,10 +98,12 @@ def test_models_lists_exact_routes_and_declared_models_with_aliases():
 def test_failover_policy():
     assert fails_over(UpstreamConnectError("p", "refused"))
     assert fails_over(UpstreamTimeout("p", "connect", 1))
-    assert not fails_over(UpstreamTimeout("p", "first_token", 1))
+    assert fails_over(UpstreamTimeout("p", "first_token", 1))
     assert fails_over(UpstreamStatusError("p", 503, b""))
-    assert not fails_over(UpstreamStatusError("p", 429, b""))
-    assert not fails_over(UpstreamProtocolError("p", "bad"))
-    a = Attempts(snap().route("any").targets)
-    seen = [t.provider for t in a]
-    assert seen == ["anthropic", "local", "openai"] and a.count == 3
+    assert fails_over(UpstreamStatusError("p", 429, b""))
+    assert fails_over(UpstreamStatusError("p", 529, b""))
+    assert fails_over(UpstreamProtocolError("p", "bad"))
+    for status in (400, 401, 403, 404, 413, 422):
+        assert not fails_over(UpstreamStatusError("p", status, b""))
+    seen = [t.provider for t in snap().route("any").targets]
+    assert seen == ["anthropic", "local", "openai"]

@@ -102,5 +102,6 @@ async def test_relay_turns_a_mid_stream_timeout_into_the_dialect_error_event():
     out = b"".join([c async for c in attempts.relay(first, gen, tr, row, lambda s, e: finished.append((s, e)))])
     assert out.rstrip().split(b"\n")[-2] == b"event: error"
     assert b'"type":"timeout_error"' in out
-    assert finished == [(200, "provider 'up' timed out (idle timeout of 0.5s)")]
+    assert finished == [(200, "stream broke after 0 bytes sent to the client: "
+                              "provider 'up' timed out (idle timeout of 0.5s)")]
     assert row["input_tokens"] is None

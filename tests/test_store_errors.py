@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 
+from mlxgw.store.db import SCHEMA_VERSION
 from tests.conftest import EXAMPLES, run_process
 
 FILE = str(EXAMPLES / "local-only.yaml")
@@ -45,7 +46,7 @@ def test_newer_schema_version(home, cli):
         db.execute("update meta set value = '99' where key = 'schema_version'")
     code, out, err = cli("apply", "-f", OTHER, "--yes")
     assert code == 1
-    assert "has schema version 99, newer than this mlxgw understands (1)" in err
+    assert f"has schema version 99, newer than this mlxgw understands ({SCHEMA_VERSION})" in err
     assert "upgrade mlxgw" in err
     with sqlite3.connect(home / "mlxgw.db") as db:
         assert db.execute("select count(*) from revisions").fetchone()[0] == 1
@@ -65,7 +66,7 @@ def test_fresh_store_is_wal_and_migrated(home, cli):
     assert cli("export")[0] == 0
     with sqlite3.connect(home / "mlxgw.db") as db:
         assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
-        assert db.execute("select value from meta where key='schema_version'").fetchone()[0] == "1"
+        assert db.execute("select value from meta where key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
 
 
 def test_concurrent_applies_do_not_interleave(home, cli, tmp_path):

@@ -62,13 +62,15 @@ def _summary(rows: list[tuple]) -> dict:
         "p95_ms": _percentile(durations, 0.95),
         "input_tokens": sum(r[5] or 0 for r in rows),
         "output_tokens": sum(r[6] or 0 for r in rows),
+        "failovers": sum(1 for r in rows if (r[7] or 0) > 0),
     }
 
 
 def stats(store: Store, since: float | None = None) -> dict:
-    """Totals, then the same figures per route and per provider."""
+    """Totals, then the same figures per route and per provider. `failovers` counts the requests that
+    moved on from their route's first target to a later one."""
     q = select(RequestLog.route, RequestLog.provider, RequestLog.duration_ms, RequestLog.status,
-               RequestLog.error, RequestLog.input_tokens, RequestLog.output_tokens)
+               RequestLog.error, RequestLog.input_tokens, RequestLog.output_tokens, RequestLog.failovers)
     if since is not None:
         q = q.where(RequestLog.ts >= since)
     with store.session() as s:

@@ -58,6 +58,17 @@ class AuditWriter:
             except Exception as exc:
                 log.error("audit log: %d rows lost, the database refused them: %s", len(rows), exc)
 
+    async def flush(self) -> None:
+        """Write the rows pending now (in a worker thread), without stopping the writer. Rows the
+        database refuses stay queued for the next try."""
+        if self._pending:
+            rows = self._take()
+            try:
+                await asyncio.to_thread(self._write, rows)
+            except Exception as exc:
+                log.warning("audit log: cannot write %d rows: %s", len(rows), exc)
+                self._pending[:0] = rows
+
     def flush_sync(self) -> None:
         """Write pending rows from synchronous code (tests, emergency exits)."""
         if self._pending:

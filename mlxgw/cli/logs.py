@@ -69,7 +69,7 @@ def stats(
     db: DbOption = None,
     since: Annotated[float | None, typer.Option(help="Only rows of the last SECONDS.")] = None,
 ) -> None:
-    """Requests, errors, p50/p95 latency and tokens, in total and per route and provider."""
+    """Requests, errors, p50/p95 latency, failovers and tokens, in total and per route and provider."""
     from mlxgw.audit import queries
 
     result = queries.stats(open_store(db), None if since is None else time.time() - since)
@@ -79,7 +79,7 @@ def stats(
 
     def show(label: str, s: dict) -> None:
         _output.say(f"{label:<32} requests={s['requests']} errors={s['errors']} p50={_ms(s['p50_ms'])} "
-                    f"p95={_ms(s['p95_ms'])} tokens_in={s['input_tokens']} tokens_out={s['output_tokens']}")
+                    f"p95={_ms(s['p95_ms'])} failovers={s['failovers']} tokens_in={s['input_tokens']} tokens_out={s['output_tokens']}")
 
     show("total", result["total"])
     for title in ("routes", "providers"):

@@ -84,7 +84,8 @@ def _duration(s: float | None) -> str:
 
 @models_app.command("list")
 def list_models(json: JsonOption = False, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
-    """Configured local models: state, port, pid, memory, uptime, last use and memory estimate."""
+    """Configured local models: state, port, pid, memory, uptime, last use and memory estimate; and the
+    providers failover skips while they cool down."""
     from mlxgw.supervisor.memory import human
 
     r = _Admin(url, key).call("GET", "/admin/models")
@@ -106,12 +107,23 @@ def list_models(json: JsonOption = False, url: UrlOption = DEFAULT_URL, key: Key
                       _ago(m["last_used"]))
     if not data["data"]:
         _output.say("no local models are configured (add a provider of kind mlx-openai-server or vllm-mlx)")
+        _say_cooldowns(data.get("cooldowns") or [])
         return
     _output.out.print(table)
     _output.say(f"memory budget {human(data['budget'])}, estimated in use {human(data['estimated_in_use'])}")
     for m in data["data"]:
         if m.get("error") and m["state"] in ("failed", "stopped"):
             _output.warn(f"{m['name']}: {m['error']}")
+    _say_cooldowns(data.get("cooldowns") or [])
+
+
+def _say_cooldowns(cooldowns: list[dict]) -> None:
+    for c in cooldowns:
+        if c["state"] == "open":
+            _output.say(f"provider {c['provider']}: cooling down for {c['seconds_left']:g}s more after "
+                        f"{c['failures']} failures (failover skips it)")
+        elif c["state"] == "half-open":
+            _output.say(f"provider {c['provider']}: cooled down; the next request probes it")
 
 
 @models_app.command()

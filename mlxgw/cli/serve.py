@@ -1,7 +1,9 @@
 """mlxgw serve: run the gateway under uvicorn (uvloop + httptools when installed, no access log).
 
-Uvicorn owns the signals: SIGTERM and Ctrl-C start a graceful shutdown, which runs the app's lifespan
-shutdown (drain the audit log, close the HTTP client) before the process exits."""
+Uvicorn owns the signals: SIGTERM and Ctrl-C start a graceful shutdown: stop accepting connections, let
+requests in flight finish for up to `--shutdown-timeout` seconds (then cut them), then the app's lifespan
+shutdown (flush the audit log, stop the engines the gateway started, close the HTTP client) before the
+process exits."""
 
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ def serve(
     = 10 * 1024 * 1024,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn/mlxgw log level.")] = "info",
     reload_interval: Annotated[float, typer.Option("--reload-interval", hidden=True, min=0.05)] = 1.0,
+    shutdown_timeout: Annotated[float, typer.Option(
+        "--shutdown-timeout", min=0,
+        help="On SIGTERM or Ctrl-C, seconds requests in flight get to finish before they are cut.")] = 30.0,
 ) -> None:
     """Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw apply`) are picked up within a
     second, or at once on SIGHUP."""
@@ -55,7 +60,7 @@ def serve(
         log_level=log_level,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        timeout_graceful_shutdown=30, server_header=False,
+        timeout_graceful_shutdown=shutdown_timeout, server_header=False,
     )
     server = uvicorn.Server(uv)
     # Uvicorn turns SIGTERM into a graceful shutdown, then re-raises it once done; by then the audit log

@@ -14,10 +14,10 @@ PROVIDER_KEYS = (
     "cooldown", "command", "args", "env", "max_loaded", "models",
 )  # fmt: skip
 MODEL_KEYS = ("name", "path", "aliases", "idle_ttl", "start_timeout", "context_length", "args", "defaults")
-ROUTE_KEYS = ("name", "match", "target", "fallback", "timeouts")
+ROUTE_KEYS = ("name", "match", "target", "fallback", "timeouts", "max_wait", "on_cold")
 DEFAULTS_KEYS = ("timeouts", "retry", "cooldown")
 _DURATION_FIELDS = {"connect", "first_token", "idle", "total", "cooldown", "idle_ttl", "start_timeout",
-                    "backoff", "max_backoff"}  # fmt: skip
+                    "backoff", "max_backoff", "max_wait"}  # fmt: skip
 
 
 def _clean(value, key: str | None = None):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from mlxgw.backends.base import Timeouts
 from mlxgw.config import durations
+from mlxgw.routing.policy import DEFAULT_COOLDOWN, RetryPolicy
 
 DEFAULT_TIMEOUTS = Timeouts()
 LOCAL_KINDS = frozenset({"mlx-openai-server", "vllm-mlx"})
@@ -28,6 +29,17 @@ def merge_timeouts(base: Timeouts, overrides: dict | None) -> Timeouts:
     return Timeouts(**{**{k: getattr(base, k) for k in Timeouts.__slots__}, **values})
 
 
+def merge_retry(base: RetryPolicy, spec: dict | None) -> RetryPolicy:
+    """`base` with the fields of a config `retry` mapping applied."""
+    if not spec:
+        return base
+    return RetryPolicy(
+        attempts=int(spec.get("attempts", base.attempts)),
+        backoff=durations.parse_seconds(spec["backoff"]) if spec.get("backoff") else base.backoff,
+        max_backoff=durations.parse_seconds(spec["max_backoff"]) if spec.get("max_backoff") else base.max_backoff,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     name: str
@@ -37,6 +49,8 @@ class Provider:
     timeouts: Timeouts
     models: tuple[str, ...] = ()
     aliases: dict = field(default_factory=dict)  # alias or name -> model name
+    retry: RetryPolicy = RetryPolicy()
+    cooldown: float = DEFAULT_COOLDOWN  # seconds a failing provider is skipped (0: never)
 
     @property
     def local(self) -> bool:
@@ -65,6 +79,8 @@ class Route:
     match_type: str
     pattern: str
     targets: tuple[Target, ...]
+    max_wait: float | None = None  # how long a client may wait for a cold local model
+    on_cold: str = "wait"  # failover | wait | retry_later (failover when only max_wait is set)
 
 
 class Snapshot:
@@ -77,6 +93,8 @@ class Snapshot:
         self.revision = revision
         d = config.get("defaults") or {}
         self.defaults = merge_timeouts(DEFAULT_TIMEOUTS, d.get("timeouts"))
+        retry = merge_retry(RetryPolicy(), d.get("retry"))
+        cooldown = durations.parse_seconds(d["cooldown"]) if d.get("cooldown") else DEFAULT_COOLDOWN
         providers: dict[str, Provider] = {}
         for p in config.get("providers") or []:
             names, aliases = [], {}
@@ -88,6 +106,8 @@ class Snapshot:
             providers[p["name"]] = Provider(
                 name=p["name"], kind=p["kind"], spec=p, api_key=keys.get(p["name"]),
                 timeouts=merge_timeouts(self.defaults, p.get("timeouts")), models=tuple(names), aliases=aliases,
+                retry=merge_retry(retry, p.get("retry")),
+                cooldown=durations.parse_seconds(p["cooldown"]) if p.get("cooldown") else cooldown,
             )
         self.providers = providers
         specs = list(config.get("routes") or [])
@@ -102,7 +122,10 @@ class Snapshot:
                                                r.get("timeouts")))
                 for prov, model in self._chain(r, by_name, providers)
             )
-            route = Route(key=key, match_type=mtype, pattern=pattern, targets=targets)
+            max_wait = durations.parse_seconds(r["max_wait"]) if r.get("max_wait") else None
+            on_cold = r.get("on_cold") or ("failover" if max_wait is not None else "wait")
+            route = Route(key=key, match_type=mtype, pattern=pattern, targets=targets, max_wait=max_wait,
+                          on_cold=on_cold)
             routes.append(route)
             if mtype == "exact":
                 exact.setdefault(pattern, route)

@@ -6,6 +6,10 @@
     POST /admin/models/{name}/stop         stop it (requests in flight get time to finish)
     GET  /admin/models/{name}/logs         the engine's log: the last `lines` lines (default 100), or the
                                            bytes from `offset` on; `x-log-offset` says where to go on from
+    GET  /admin/cooldowns                  the failover circuit breakers: providers skipped after repeated
+                                           failures (open), or letting one probe through (half-open)
+
+/admin/models also carries `cooldowns` (the same list), so `mlxgw models list` shows them.
 
 `{name}` is a model name or alias; `?provider=` picks one when several providers declare the name.
 A failed start answers 502 with the engine's last log lines in `error.log_tail`.
@@ -69,7 +73,18 @@ class AdminModels(_Admin):
         data = await asyncio.to_thread(sup.describe_all)  # reads /proc for memory: off the event loop
         _json(resp, {"object": "list", "data": data, "budget": sup.budget,
                      "estimated_in_use": sum(d["estimate"]["total"] for d in data
-                                             if d["state"] in ("starting", "ready", "stopping"))})
+                                             if d["state"] in ("starting", "ready", "stopping")),
+                     "cooldowns": self.gw.cooldowns.describe()})
+
+
+class AdminCooldowns(_Admin):
+    async def on_get(self, req, resp) -> None:
+        try:
+            self._guard(req)
+        except ApiError as exc:
+            if exc.status != 503:  # a gateway without local engines still has cooldowns
+                raise
+        _json(resp, {"object": "list", "data": self.gw.cooldowns.describe()})
 
 
 class AdminModelStart(_Admin):
@@ -120,6 +135,7 @@ def _read_log(path, offset: int | None, lines: int) -> tuple[str, int]:
 
 def add_routes(app, gateway: Gateway) -> None:
     app.add_route("/admin/models", AdminModels(gateway))
+    app.add_route("/admin/cooldowns", AdminCooldowns(gateway))
     app.add_route("/admin/models/{name}/start", AdminModelStart(gateway))
     app.add_route("/admin/models/{name}/stop", AdminModelStop(gateway))
     app.add_route("/admin/models/{name}/logs", AdminModelLogs(gateway))

@@ -1,18 +1,28 @@
 """The attempt loop and the stream relay, shared by every client dialect (/v1/chat/completions,
 /v1/messages).
 
-`run()` walks a route's ordered targets. For each one it asks the resource's `send(backend,
-backend_model, timeouts)` to make the call in whatever wire the pair needs (pass-through or translated:
-the resource decides, and records `row["backend_api"]`), and for a stream waits for the first chunk. A
-failure before any byte reached the client (connection refused, connect timeout, 5xx, per
-`routing.policy`) moves on to the next target; otherwise `Failed` carries the last error out, and the
-resource answers it in its client's dialect. `send` may raise the resource's own ApiError (a request that
-cannot be translated): that is the client's fault and ends the loop at once.
+`run()` walks a route's ordered targets (`routing.policy` says when to go on). Per target:
+- a provider cooling down (its circuit breaker is open) is skipped, unless every target is;
+- a local target that is not loaded is checked against the route's `max_wait` / `on_cold`: when its
+  expected start (the median of its past starts) is longer than `max_wait`, or it is not ready within
+  `max_wait`, the request moves on at once while the model keeps loading in the background (or, with
+  `on_cold: retry_later`, the client is told when to come back);
+- the resource's `send(backend, backend_model, timeouts)` makes the call in whatever wire the pair needs
+  (pass-through or translated: the resource decides, and records `row["backend_api"]`); for a stream the
+  first chunk is awaited, so every failure before the first byte reaches the client can still move on;
+- a failure that `fails_over` is retried on the same target per the provider's RetryPolicy (backoff with
+  jitter, `retry-after` honoured up to `max_backoff`), then counted against its breaker, then the next
+  target is tried. Any other failure (a client error the next target would repeat) ends the loop.
+`Failed` carries the last error out, with every attempt, and the resource answers it in its client's
+dialect. `send` may raise the resource's own ApiError (a request that cannot be translated): that is the
+client's fault and ends the loop at once. Every attempt (target, outcome, duration) lands in
+`row["attempts_detail"]`; `row["failovers"]` counts the moves to a next target.
 
 `relay()` streams an answer to the client: each upstream read goes through a `Translator` (feed bytes,
 get bytes) and out as one write, so nothing is buffered. It notices a client that went away (status 499,
 upstream closed at the next chunk), turns a mid-stream upstream failure into the translator's error
-event, and completes the audit row once the stream is over.
+event (the stream line: past the first byte there is no failover), records in the audit row that the
+stream broke and after how many bytes, and completes the row once the stream is over.
 """
 
 from __future__ import annotations
@@ -24,15 +34,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlxgw.backends.base import Backend, UpstreamConnectError, UpstreamError, UpstreamProtocolError
-from mlxgw.routing import Attempts, Route, Target
+from mlxgw.routing import Route, Target
+from mlxgw.routing.policy import ColdTarget, ModelLoading, fails_over, outcome, retryable
 
 
 class Failed(Exception):
-    """Every target failed before the first byte; `error` is the last failure."""
+    """Every target failed before the first byte; `error` is the last failure, `attempts` the audit
+    row's list of attempts."""
 
-    def __init__(self, error: UpstreamError):
+    def __init__(self, error: UpstreamError, attempts: list[dict] | None = None, route: str | None = None):
         super().__init__(error.message)
         self.error = error
+        self.attempts = attempts or []
+        self.route = route
+
+    @property
+    def summary(self) -> str | None:
+        """One message listing the attempts, when more than one target was tried (None otherwise)."""
+        tried = [a for a in self.attempts if a["outcome"] != "skipped_cooldown"]
+        if len({a["target"] for a in self.attempts}) < 2 or not tried:
+            return None
+        parts = [f"{a['target']}: {a.get('error') or a['outcome']}" for a in self.attempts]
+        return f"every target of route '{self.route}' failed ({len(self.attempts)} attempts): " + "; ".join(parts)
 
 
 @dataclass(slots=True)
@@ -49,42 +72,135 @@ class Answer:
 Send = Callable[[Backend, str, Any], Awaitable[tuple[Any, Any]]]
 
 
+def _order(targets: tuple[Target, ...], rt, notes: list[dict]):
+    """The targets to try, in order, with whether a later one is still available: providers whose
+    breaker is open are skipped (noted), unless every target's is, then the first of them is tried."""
+    breakers = rt.breakers
+    providers = rt.snapshot.providers
+    skipped: list[Target] = []
+    tried = False
+    for i, t in enumerate(targets):
+        p = providers.get(t.provider)
+        cooldown = p.cooldown if p is not None else 0.0
+        if breakers.allow(t.provider, cooldown):
+            tried = True
+            later = any(not breakers.is_open(x.provider) for x in targets[i + 1:])
+            yield t, later
+        else:
+            notes.append({"target": t.label, "outcome": "skipped_cooldown", "ms": 0.0,
+                          "error": f"provider '{t.provider}' is cooling down after repeated failures"})
+            skipped.append(t)
+    if not tried and skipped:
+        yield skipped[0], False
+
+
+async def _cold(backend, backend_model: str, route: Route, later: bool) -> UpstreamError | None:
+    """Load-aware routing for a local target (see the module docstring): None to go ahead (the model is
+    ready, or worth waiting for), ColdTarget to move on, ModelLoading to ask the client to retry."""
+    sup = backend.supervisor
+    try:
+        m = sup.get(backend.name, backend_model)
+    except UpstreamError:
+        return None  # send() reports it
+    if m.state == "ready" and m.alive():
+        return None
+    max_wait = route.max_wait or 0.0
+    expected = sup.expected_remaining(m)
+    task = sup.warm(backend.name, m.name)  # loads in the background whatever this request does
+    if expected is None or expected <= max_wait:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), max_wait)
+            return None
+        except TimeoutError:
+            expected = sup.expected_remaining(m)
+        except UpstreamError:
+            return None  # the start failed: send() gets the same error, which fails over
+    if route.on_cold == "retry_later":
+        left = expected if expected is not None else m.settings.start_timeout - (
+            time.time() - m.started_at if m.started_at else 0.0)
+        return ModelLoading(backend.name, m.name, left)
+    if not later:
+        return None  # nothing to move on to: wait for the load
+    shown = f"about {expected:.1f}s" if expected is not None else "longer"
+    return ColdTarget(backend.name, f"local model '{m.name}' is loading ({shown} to go, the route's max_wait "
+                                    f"is {max_wait:g}s); it keeps loading in the background")
+
+
 async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, send: Send) -> Answer:
     """The first answer of the route's targets (see the module docstring). Fills the row's attempts,
-    provider, backend_model and ttfb_ms."""
+    attempts_detail, failovers, provider, backend_model and ttfb_ms."""
     snap = rt.snapshot
-    attempts = Attempts(route.targets)
+    breakers = rt.breakers
+    notes: list[dict] = []
+    row["attempts_detail"] = notes
     error: UpstreamError | None = None
-    for target in attempts:
-        row["attempts"] = attempts.count
+    targets_tried = 0
+    for target, later in _order(route.targets, rt, notes):
+        targets_tried += 1
+        row["failovers"] = targets_tried - 1
         backend = rt.backends.get(target.provider)
         backend_model = snap.backend_model(target, model)
         row["provider"], row["backend_model"] = target.provider, backend_model
+        provider = snap.providers.get(target.provider)
         if backend is None:
             reason = rt.unavailable.get(target.provider) or f"provider '{target.provider}' is not configured"
             error = UpstreamConnectError(target.provider, reason)
+            notes.append({"target": target.label, "outcome": "unavailable", "ms": 0.0, "error": reason})
+            row["attempts"] = len(notes)
             continue
-        first = None
-        try:
-            call, context = await send(backend, backend_model, target.timeouts)
-            if stream:
-                try:
-                    first = await call.__anext__()
-                except StopAsyncIteration:
-                    raise UpstreamProtocolError(target.provider,
-                                                f"provider '{target.provider}' sent an empty stream") from None
-        except UpstreamError as exc:
-            error = exc
-            if attempts.failed(exc):
+        if route.on_cold != "wait" and getattr(backend, "supervisor", None) is not None:
+            began = time.perf_counter()
+            cold = await _cold(backend, backend_model, route, later)
+            if cold is not None:
+                notes.append({"target": target.label, "outcome": outcome(cold),
+                              "ms": round((time.perf_counter() - began) * 1000, 1), "error": cold.message})
+                row["attempts"] = len(notes)
+                if isinstance(cold, ModelLoading):
+                    raise Failed(cold, notes, route.key)
+                error = cold
                 continue
-            break
-        row["ttfb_ms"] = (time.perf_counter() - t0) * 1000
-        if stream:
-            return Answer(target, backend, backend_model, None, first, call, context)
-        return Answer(target, backend, backend_model, call, None, None, context)
+        policy = provider.retry if provider is not None else None
+        tries = 1 + (policy.attempts if policy is not None else 0)
+        for n in range(1, tries + 1):
+            began = time.perf_counter()
+            row["attempts"] = len(notes) + 1
+            try:
+                call, context = await send(backend, backend_model, target.timeouts)
+                first = None
+                if stream:
+                    try:
+                        first = await call.__anext__()
+                    except StopAsyncIteration:
+                        raise UpstreamProtocolError(target.provider,
+                                                    f"provider '{target.provider}' sent an empty stream") from None
+            except UpstreamError as exc:
+                error = exc
+                note = {"target": target.label, "outcome": outcome(exc),
+                        "ms": round((time.perf_counter() - began) * 1000, 1), "error": exc.message}
+                status = getattr(exc, "status", None)
+                if status:
+                    note["status"] = status
+                notes.append(note)
+                if not fails_over(exc):
+                    breakers.success(target.provider)  # it answered: a client error is not its failure
+                    raise Failed(exc, notes, route.key) from None
+                if n < tries and retryable(exc):
+                    delay = policy.delay(n, getattr(exc, "retry_after", None))
+                    if delay is not None:
+                        await asyncio.sleep(delay)
+                        continue
+                breakers.failure(target.provider, provider.cooldown if provider is not None else 0.0)
+                break
+            breakers.success(target.provider)
+            notes.append({"target": target.label, "outcome": "ok",
+                          "ms": round((time.perf_counter() - began) * 1000, 1)})
+            row["ttfb_ms"] = (time.perf_counter() - t0) * 1000
+            if stream:
+                return Answer(target, backend, backend_model, None, first, call, context)
+            return Answer(target, backend, backend_model, call, None, None, context)
     if error is None:
         error = UpstreamConnectError(route.key, f"route '{route.key}' has no target")
-    raise Failed(error)
+    raise Failed(error, notes, route.key)
 
 
 class Translator:
@@ -120,12 +236,14 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, row:
     """The client's stream (see the module docstring); `finish(status, error)` completes the audit row."""
     gone = asyncio.ensure_future(receive()) if receive is not None else None
     status = 200
+    sent = 0
     chunk: bytes | None = first
     try:
         while True:
             out = tr.feed(chunk) if chunk is not None else tr.end()
             if out:
                 yield out
+                sent += len(out)
             if gone is not None and gone.done():
                 status, tr.error = 499, "client disconnected"
                 return
@@ -146,4 +264,10 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, row:
             gone.cancel()
         await chunks.aclose()
         row["input_tokens"], row["output_tokens"], row["cached_tokens"] = tr.tokens()
-        finish(status, tr.error)
+        error = tr.error
+        if error and status == 200:  # the upstream failed past the stream line: no failover any more
+            error = f"stream broke after {sent} bytes sent to the client: {error}"
+            notes = row.get("attempts_detail")
+            if notes:
+                notes[-1] = {**notes[-1], "outcome": "broke_mid_stream", "at_byte": sent, "error": tr.error}
+        finish(status, error)

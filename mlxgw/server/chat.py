@@ -25,7 +25,7 @@ from mlxgw.dialects import openai as oa
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream
 from mlxgw.dialects.jsonfast import dumps
 from mlxgw.server import attempts
-from mlxgw.server.errors import ApiError, from_upstream
+from mlxgw.server.errors import ApiError, from_upstream, with_summary
 from mlxgw.server.gateway import Gateway
 from mlxgw.server.relays import AnthropicToOpenAIRelay, OpenAIRelay
 
@@ -63,7 +63,7 @@ class ChatCompletions:
         t0 = time.perf_counter()
         row = {"id": req.context.request_id, "ts": time.time(), "client_api": "openai", "backend_api": None,
                "requested_model": None, "route": None, "provider": None, "backend_model": None, "attempts": 0,
-               "stream": False, "status": 0, "duration_ms": 0.0, "ttfb_ms": None, "input_tokens": None,
+               "attempts_detail": None, "failovers": 0, "stream": False, "status": 0, "duration_ms": 0.0, "ttfb_ms": None, "input_tokens": None,
                "output_tokens": None, "cached_tokens": None, "error": None}
         try:
             await self._serve(req, resp, row, t0)
@@ -119,7 +119,7 @@ class ChatCompletions:
         try:
             ans = await attempts.run(rt, route, model, row, t0, stream, send)
         except attempts.Failed as f:
-            raise self._failure(f.error, row["backend_api"]) from None
+            raise with_summary(self._failure(f.error, row["backend_api"]), f.summary) from None
         translated = row["backend_api"] != "openai"
         if stream:
             resp.content_type = "text/event-stream"

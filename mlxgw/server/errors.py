@@ -15,6 +15,7 @@ from mlxgw.backends.base import (
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import dumps
+from mlxgw.routing.policy import ModelLoading
 
 log = logging.getLogger("mlxgw.server")
 
@@ -42,6 +43,9 @@ class ApiError(Exception):
 
 def from_upstream(exc: UpstreamError) -> ApiError:
     """The client-facing error for an upstream failure that happened before the first byte."""
+    if isinstance(exc, ModelLoading):
+        return ApiError(503, oa.error_body(exc.message, 503, type="server_error", code="model_loading"),
+                        {"retry-after": exc.retry_after})
     if isinstance(exc, UpstreamStatusError):
         headers = {"retry-after": exc.retry_after} if exc.retry_after else None
         return ApiError(exc.status, oa.upstream_error(exc.status, exc.body, exc.provider), headers)
@@ -50,6 +54,15 @@ def from_upstream(exc: UpstreamError) -> ApiError:
     if isinstance(exc, (UpstreamConnectError, UpstreamProtocolError)):
         return ApiError.of(502, exc.message, code="upstream_unavailable", type="api_error")
     return ApiError.of(502, exc.message, type="api_error")
+
+
+def with_summary(exc: ApiError, summary: str | None) -> ApiError:
+    """`exc` with its message replaced by `summary` (every attempt of a request that tried several
+    targets), so the client gets one clear error listing them; the last error's status and type stay."""
+    if summary:
+        exc.body = {**exc.body, "error": {**exc.body["error"], "message": summary}}
+        exc.raw = None
+    return exc
 
 
 def anthropic_path(path: str) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.backends.http import HttpClient
+from mlxgw.routing import Breakers
 from mlxgw.server.config import ServerConfig
 from mlxgw.server.runtime import Runtime
 
@@ -21,3 +22,6 @@ class Gateway:
         self.key_hashes: frozenset[str] = frozenset()
         self.keys_required = config.keys_required
         self.ready = False
+        # Provider cooldowns (circuit breakers), in memory only, shared by every Runtime; as a mapping it
+        # reads provider -> wall-clock time (time.time()) the cooldown ends, for the providers cooling down.
+        self.cooldowns = Breakers()

@@ -4,7 +4,9 @@ Start-up: open the store, build the first Runtime, start the shared HTTP client,
 the reload task. The reload task polls the store's revision (one integer) about every second, or at once
 on SIGHUP, and swaps in a new Runtime when it moves; a config that fails to build keeps the old Runtime
 and logs why.
-Shutdown: stop reloading, drain the audit log (no row lost), close the HTTP client.
+Shutdown (after uvicorn stopped accepting and let requests in flight finish, up to the shutdown
+timeout): stop reloading, flush the audit log, stop the engines this gateway started, drain the audit
+log (no row lost), close the HTTP client.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Lifespan:
         gw.key_hashes = keys.load_hashes(store)
         await gw.http.start()
         self.supervisor = gw.supervisor = engines.create(gw.http)  # the lifespan owns it; gw publishes it
-        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor)
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.cooldowns)
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
         self._wake = asyncio.Event()
@@ -64,6 +66,11 @@ class Lifespan:
             self._reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reloader
+        # By now uvicorn has stopped accepting and let requests in flight finish (up to `mlxgw serve
+        # --shutdown-timeout`). Their audit rows go to the database first, then the engines stop; a row
+        # recorded meanwhile (a request cancelled at the deadline) is in the final drain.
+        if gw.audit is not None:
+            await gw.audit.flush()
         if self.supervisor is not None:  # stop every engine this gateway started
             await self.supervisor.shutdown()
         if gw.audit is not None:
@@ -80,7 +87,7 @@ class Lifespan:
         if rev == gw.runtime.revision:
             return False
         revision, config, provider_keys = await asyncio.to_thread(load_runtime, store)
-        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor)
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.cooldowns)
         log.info("mlxgw reloaded config revision %d", revision)
         return True
 

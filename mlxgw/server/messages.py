@@ -24,10 +24,11 @@ from mlxgw.backends.base import (
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects.anthropic.requests import OpenAITarget
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
+from mlxgw.routing.policy import ModelLoading
 from mlxgw.server import attempts
 from mlxgw.server.attempts import Failed
 from mlxgw.server.chat import SSE_HEADERS, read_body
-from mlxgw.server.errors import ApiError
+from mlxgw.server.errors import ApiError, with_summary
 from mlxgw.server.gateway import Gateway
 from mlxgw.server.relays import AnthropicRelay, OpenAIToAnthropicRelay
 
@@ -59,6 +60,8 @@ def passthrough_error(status: int, raw: bytes, provider: str, headers: dict | No
 
 def from_upstream(exc: UpstreamError, wire: str | None) -> ApiError:
     """The Anthropic client's error for an upstream failure before the first byte."""
+    if isinstance(exc, ModelLoading):
+        return error(529, exc.message, "overloaded_error", {"retry-after": exc.retry_after})
     if isinstance(exc, UpstreamStatusError):
         headers = {}
         if exc.retry_after:
@@ -99,7 +102,7 @@ class Messages:
         resp.set_header("request-id", rid)
         row = {"id": rid, "ts": time.time(), "client_api": "anthropic", "backend_api": None,
                "requested_model": None, "route": None, "provider": None, "backend_model": None, "attempts": 0,
-               "stream": False, "status": 0, "duration_ms": 0.0, "ttfb_ms": None, "input_tokens": None,
+               "attempts_detail": None, "failovers": 0, "stream": False, "status": 0, "duration_ms": 0.0, "ttfb_ms": None, "input_tokens": None,
                "output_tokens": None, "cached_tokens": None, "error": None}
         try:
             await self._serve(req, resp, row, t0)
@@ -150,7 +153,7 @@ class Messages:
         try:
             ans = await attempts.run(rt, route, model, row, t0, stream, send)
         except Failed as f:
-            raise from_upstream(f.error, row["backend_api"]) from None
+            raise with_summary(from_upstream(f.error, row["backend_api"]), f.summary) from None
         native = row["backend_api"] == "anthropic"
         if stream:
             if native:

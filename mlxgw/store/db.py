@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from mlxgw.errors import SchemaVersionError, StoreError, StoreLockedError, StoreReadOnlyError
 from mlxgw.store import tables
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def home() -> Path:
@@ -44,7 +44,22 @@ def _m1(conn) -> None:
         tables.Base.metadata.tables[name].create(conn)
 
 
-MIGRATIONS = {1: _m1}
+def _m2(conn) -> None:
+    """The audit log's attempts (issue 6): attempts_detail (JSON) and failovers. A store created at
+    version 2 already has them (migration 1 creates tables from the current metadata)."""
+    from sqlalchemy import inspect
+
+    have = {c["name"] for c in inspect(conn).get_columns("requests")}
+    table = tables.RequestLog.__table__
+    for name in ("attempts_detail", "failovers"):
+        if name not in have:
+            col = table.c[name]
+            kind = col.type.compile(dialect=conn.dialect)
+            default = " NOT NULL DEFAULT 0" if name == "failovers" else ""
+            conn.execute(text(f"ALTER TABLE requests ADD COLUMN {name} {kind}{default}"))
+
+
+MIGRATIONS = {1: _m1, 2: _m2}
 
 
 class Store:

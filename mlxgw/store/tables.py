@@ -123,3 +123,7 @@ class RequestLog(Base):
     output_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     cached_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Added by migration 2: every attempt [{target, outcome, ms, status?, error?, at_byte?}], and how many
+    # times the request moved on to a next target.
+    attempts_detail: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    failovers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

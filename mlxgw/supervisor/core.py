@@ -303,6 +303,33 @@ class Supervisor:
                 m.start_task.add_done_callback(_consume)
             await asyncio.shield(m.start_task)  # raises the start's error for every waiter
 
+    def expected_start(self, m: ManagedModel) -> float | None:
+        """Seconds a start of `m` is expected to take: the median of its recent starts (None before the
+        first one)."""
+        if not m.start_seconds:
+            return None
+        xs = sorted(m.start_seconds)
+        return xs[len(xs) // 2]
+
+    def expected_remaining(self, m: ManagedModel) -> float | None:
+        """Seconds until `m` is expected to be ready: 0 when it is, the expected start minus what has
+        already elapsed while it starts, None when there is no past start to go by."""
+        if m.state == READY and m.alive():
+            return 0.0
+        expected = self.expected_start(m)
+        if expected is None:
+            return None
+        if m.state == STARTING and m.started_at:
+            return max(0.0, expected - (time.time() - m.started_at))
+        return expected
+
+    def warm(self, provider: str, name: str) -> asyncio.Task:
+        """Start `provider/name` in the background (or join its start) and return the task that ends when
+        it is ready. Nothing cancels the load when a caller stops waiting for the task."""
+        task = asyncio.get_running_loop().create_task(self.ensure_ready(provider, name), name=f"warm {provider}/{name}")
+        task.add_done_callback(_consume)
+        return task
+
     @contextlib.asynccontextmanager
     async def lease(self, provider: str, name: str) -> AsyncIterator[ManagedModel]:
         """ensure_ready() plus an in-flight count held until the block ends."""
@@ -574,6 +601,7 @@ class Supervisor:
             "last_used": m.last_used_wall, "idle_ttl": m.settings.idle_ttl, "in_flight": m.inflight,
             "estimate": est.as_dict(), "path": m.launch.path, "error": m.error, "exit_code": m.exit_code,
             "start_seconds": m.start_seconds[-1] if m.start_seconds else None, "starts": m.starts,
+            "expected_start": self.expected_start(m),
             "log": str(m.log_path),
         }
 
