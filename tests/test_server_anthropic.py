@@ -198,7 +198,7 @@ def test_stream_every_event_named_and_failure_before_first_byte_is_a_real_status
     assert r.status_code == 429 and r.headers["retry-after"] == "7"
     assert r.json()["type"] == "error" and r.json()["error"]["type"] == "rate_limit_error"
     assert r.headers["request-id"].startswith("req_")
-    upstream.script(Reply(error_after=3))
+    upstream.script(Reply(error_after=3, delay_between=0.05))  # content first, so the error is past the stream line
     r = httpx.post(gateway.origin + "/v1/messages", json={"model": "gpt-4o", "max_tokens": 5, "messages": MESSAGES,
                                                           "stream": True}, timeout=10)
     events = sse(r.text)

@@ -183,8 +183,8 @@ def sse_tail(r: httpx.Response) -> tuple[list, bool]:
 @pytest.mark.parametrize("reply,expect", [
     (Reply(break_after=2), "dropped the connection"),
     (Reply(delay_between=1.0), "idle timeout"),
-    (Reply(error_after=2, error_object={"message": "overloaded mid-way", "type": "server_error",
-                                        "param": None, "code": None}), "overloaded mid-way"),
+    (Reply(error_after=2, delay_between=0.05, error_object={"message": "overloaded mid-way", "type": "server_error",
+                                                             "param": None, "code": None}), "overloaded mid-way"),
 ])
 def test_failure_after_first_byte_ends_with_an_error_event_and_no_done(gw, upstream, reply, expect):  # noqa: F811
     upstream.script(reply)

@@ -28,12 +28,16 @@ stream broke and after how many bytes, and completes the row once the stream is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mlxgw.backends.base import Backend, UpstreamConnectError, UpstreamError, UpstreamProtocolError
+from mlxgw.backends.base import (
+    Backend, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError,
+)  # fmt: skip
+from mlxgw.dialects import openai as oa
 from mlxgw.routing import Route, Target
 from mlxgw.routing.policy import ColdTarget, ModelLoading, fails_over, outcome, retryable
 
@@ -67,9 +71,19 @@ class Answer:
     first: bytes | None  # a stream's first chunk
     chunks: AsyncIterator[bytes] | None
     context: Any  # what `send` returned next to the call (e.g. the tool-name map of a translation)
+    translator: Any = None  # the stream's Translator, when `run` got a factory: `first` is then client bytes
+    ended: bool = False  # the upstream stream already ended while `run` read up to its first content
 
 
 Send = Callable[[Backend, str, Any], Awaitable[tuple[Any, Any]]]
+
+
+def _describe(exc: UpstreamError) -> str:
+    """One line about a failed attempt: an HTTP error with what the upstream said."""
+    if isinstance(exc, UpstreamStatusError):
+        said = oa.upstream_error(exc.status, exc.body or b"", exc.provider)["error"]["message"]
+        return f"{exc.message}: {said[:300]}"
+    return getattr(exc, "summary", None) or exc.message  # an engine's failed start without its log lines
 
 
 def _order(targets: tuple[Target, ...], rt, notes: list[dict]):
@@ -126,9 +140,13 @@ async def _cold(backend, backend_model: str, route: Route, later: bool) -> Upstr
                                     f"is {max_wait:g}s); it keeps loading in the background")
 
 
-async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, send: Send) -> Answer:
+async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, send: Send,
+              translator: Callable[[Target, str, Any], Translator] | None = None) -> Answer:
     """The first answer of the route's targets (see the module docstring). Fills the row's attempts,
-    attempts_detail, failovers, provider, backend_model and ttfb_ms."""
+    attempts_detail, failovers, provider, backend_model and ttfb_ms. For a stream, `translator(target,
+    backend_model, context)` makes the stream's Translator (called after `send`): the upstream is read
+    until it has produced the first bytes for the client, so a stream that breaks before any content
+    still fails over."""
     snap = rt.snapshot
     breakers = rt.breakers
     notes: list[dict] = []
@@ -166,8 +184,11 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
             row["attempts"] = len(notes) + 1
             try:
                 call, context = await send(backend, backend_model, target.timeouts)
-                first = None
-                if stream:
+                first, tr, ended = None, None, False
+                if stream and translator is not None:
+                    tr = translator(target, backend_model, context)
+                    first, ended = await _prime(call, tr, target.provider)
+                elif stream:
                     try:
                         first = await call.__anext__()
                     except StopAsyncIteration:
@@ -176,10 +197,9 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
             except UpstreamError as exc:
                 error = exc
                 note = {"target": target.label, "outcome": outcome(exc),
-                        "ms": round((time.perf_counter() - began) * 1000, 1), "error": exc.message}
-                status = getattr(exc, "status", None)
-                if status:
-                    note["status"] = status
+                        "ms": round((time.perf_counter() - began) * 1000, 1), "error": _describe(exc)}
+                if isinstance(exc, UpstreamStatusError):
+                    note["status"] = exc.status
                 notes.append(note)
                 if not fails_over(exc):
                     breakers.success(target.provider)  # it answered: a client error is not its failure
@@ -196,11 +216,38 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
                           "ms": round((time.perf_counter() - began) * 1000, 1)})
             row["ttfb_ms"] = (time.perf_counter() - t0) * 1000
             if stream:
-                return Answer(target, backend, backend_model, None, first, call, context)
+                return Answer(target, backend, backend_model, None, first, call, context, tr, ended)
             return Answer(target, backend, backend_model, call, None, None, context)
     if error is None:
         error = UpstreamConnectError(route.key, f"route '{route.key}' has no target")
     raise Failed(error, notes, route.key)
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next upstream chunk, None at the end of the stream."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> tuple[bytes, bool]:
+    """Read the upstream stream until the translator has bytes for the client (the stream line): the
+    first client bytes, and whether the upstream stream is over. A stream that fails or ends before it
+    produced any content (dropped, malformed, an error event first, empty) raises an UpstreamError, so
+    the request can still fail over."""
+    while True:
+        chunk = await _next(call)
+        out = tr.feed(chunk) if chunk is not None else tr.end()
+        if tr.error:
+            with contextlib.suppress(Exception):
+                await call.aclose()
+            raise UpstreamProtocolError(provider, f"provider '{provider}' stream failed before any content: "
+                                                  f"{tr.error}")
+        if chunk is None and not out:
+            raise UpstreamProtocolError(provider, f"provider '{provider}' sent an empty stream")
+        if out or tr.finished or chunk is None:
+            return out, tr.finished or chunk is None
 
 
 class Translator:
@@ -232,13 +279,23 @@ class Translator:
 
 
 async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, row: dict,
-                finish: Callable[[int, str | None], None], receive=None):
-    """The client's stream (see the module docstring); `finish(status, error)` completes the audit row."""
+                finish: Callable[[int, str | None], None], receive=None, *, translated: bool = False,
+                ended: bool = False):
+    """The client's stream (see the module docstring); `finish(status, error)` completes the audit row.
+    `first` is the upstream's first chunk, or with `translated` the client bytes `run()` already got out
+    of the translator (`ended`: the upstream stream is over, nothing more to read)."""
     gone = asyncio.ensure_future(receive()) if receive is not None else None
     status = 200
     sent = 0
     chunk: bytes | None = first
     try:
+        if translated:
+            if first:
+                yield first
+                sent += len(first)
+            if ended or tr.finished:
+                return
+            chunk = await _next(chunks)
         while True:
             out = tr.feed(chunk) if chunk is not None else tr.end()
             if out:
@@ -249,10 +306,7 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, row:
                 return
             if tr.finished or chunk is None:
                 break
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                chunk = None  # flush what the translator holds, then end
+            chunk = await _next(chunks)
     except UpstreamError as exc:
         tr.error = exc.message
         yield tr.failed(exc)

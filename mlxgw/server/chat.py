@@ -116,22 +116,24 @@ class ChatCompletions:
                 return backend.messages_stream(up, timeouts), up
             return await backend.messages(up, timeouts), up
 
+        stream_id = "chatcmpl-" + row["id"][4:]
+
+        def translator(target, backend_model: str, context):
+            if row["backend_api"] != "openai":
+                return AnthropicToOpenAIRelay(AnthropicToOpenAIStream(stream_id, backend_model, keep_usage))
+            return OpenAIRelay(target.provider, backend_model, stream_id, int(time.time()), keep_usage)
+
         try:
-            ans = await attempts.run(rt, route, model, row, t0, stream, send)
+            ans = await attempts.run(rt, route, model, row, t0, stream, send, translator)
         except attempts.Failed as f:
             raise with_summary(self._failure(f.error, row["backend_api"]), f.summary) from None
         translated = row["backend_api"] != "openai"
         if stream:
             resp.content_type = "text/event-stream"
             resp.set_headers(SSE_HEADERS)
-            stream_id = "chatcmpl-" + row["id"][4:]
-            if translated:
-                tr = AnthropicToOpenAIRelay(AnthropicToOpenAIStream(stream_id, ans.backend_model, keep_usage))
-            else:
-                tr = OpenAIRelay(ans.target.provider, ans.backend_model, stream_id, int(time.time()), keep_usage)
-            resp.stream = attempts.relay(ans.first, ans.chunks, tr, row,
+            resp.stream = attempts.relay(ans.first, ans.chunks, ans.translator, row,
                                          lambda status, err: self._finish(row, t0, status, err),
-                                         req.scope.get("mlxgw.receive"))
+                                         req.scope.get("mlxgw.receive"), translated=True, ended=ans.ended)
         elif translated:
             out = an.to_openai_response(ans.result.body, ans.backend_model)
             row["input_tokens"], row["output_tokens"], row["cached_tokens"] = an.audit_tokens(ans.result.body.get("usage"))

@@ -150,26 +150,26 @@ class Messages:
                 return backend.stream(up, timeouts), names
             return await backend.chat(up, timeouts), names
 
+        def translator(target, backend_model: str, context):
+            if row["backend_api"] == "anthropic":
+                return AnthropicRelay()
+            return OpenAIToAnthropicRelay(an.OpenAIToAnthropicStream(
+                "msg_" + row["id"][4:], model, an.count_tokens(body), context, body.get("stop_sequences")))
+
         try:
-            ans = await attempts.run(rt, route, model, row, t0, stream, send)
+            ans = await attempts.run(rt, route, model, row, t0, stream, send, translator)
         except Failed as f:
             raise with_summary(from_upstream(f.error, row["backend_api"]), f.summary) from None
         native = row["backend_api"] == "anthropic"
         if stream:
-            if native:
-                tr = AnthropicRelay()
-            else:
-                conv = an.OpenAIToAnthropicStream("msg_" + row["id"][4:], model, an.count_tokens(body), ans.context,
-                                                  body.get("stop_sequences"))
-                tr = OpenAIToAnthropicRelay(conv)
             resp.content_type = "text/event-stream"
             resp.set_headers(SSE_HEADERS)
             up_rid = getattr(ans.chunks, "request_id", None)
             if up_rid:
                 resp.set_header("upstream-request-id", up_rid)
-            resp.stream = attempts.relay(ans.first, ans.chunks, tr, row,
+            resp.stream = attempts.relay(ans.first, ans.chunks, ans.translator, row,
                                          lambda status, err: self._finish(row, t0, status, err),
-                                         req.scope.get("mlxgw.receive"))
+                                         req.scope.get("mlxgw.receive"), translated=True, ended=ans.ended)
             return
         result = ans.result
         up_rid = (result.headers or {}).get("request-id") if result.headers else None
