@@ -17,6 +17,7 @@ import pytest
 from mlxgw.server import ServerConfig
 from tests.fault_harness import DIALECTS, ask, ask_async, cloud_config
 from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
+from tests.anthropic_upstream import AReply, anthropic_upstream, anthropic_upstream_server  # noqa: F401
 from tests.upstream import Reply, upstream, upstream_server  # noqa: F401
 
 MODES = [(d, s) for d in DIALECTS for s in (False, True)]
@@ -266,3 +267,48 @@ def test_a_failing_provider_cools_down_then_a_probe_closes_it(gw_retry, upstream
     assert wait_for_rows(gw, 6)[-1]["provider"] == "primary"
     assert "primary" not in gw.app.gateway.cooldowns
     assert httpx.get(gw.origin + "/admin/cooldowns").json()["data"] == []
+
+
+# --- an Anthropic-native primary (passed through to Anthropic clients, translated for OpenAI's) -------------
+
+
+@pytest.fixture
+def gw_anthropic(home, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F811
+    apply_config(cli, tmp_path, cloud_config(
+        upstream.base_url,
+        providers=[{"name": "claude", "kind": "anthropic", "base_url": anthropic_upstream.base_url,
+                    "api_key": "${env:ANTHROPIC_API_KEY}", "timeouts": {"first_token": "400ms"}}],
+        routes=[{"name": "c", "match": {"exact": "c"}, "target": "claude/claude-x", "fallback": ["backup/b"]},
+                {"name": "c-solo", "match": {"exact": "c-solo"}, "target": "claude/claude-x"}]))
+    with running_gateway(ServerConfig(reload_interval=0.2)) as g:
+        yield g
+
+
+@pytest.mark.parametrize("fault,outcome", [
+    (AReply.error(529, "Overloaded", type="overloaded_error"), "http_529"),
+    (AReply.error(500, "Internal", type="api_error"), "http_500"),
+    (AReply(error_after=0), "bad_response"),  # an error event before any content
+    (AReply(break_after=0), "unreachable"),  # headers, then cut
+    (AReply(delay_first=3), "timeout_first_token"),
+])
+def test_anthropic_native_faults_before_content_fail_over(gw_anthropic, anthropic_upstream, fault, outcome):  # noqa: F811
+    gw = gw_anthropic
+    ids = []
+    for dialect, stream in MODES:
+        if not stream and (fault.error_after is not None or fault.break_after is not None):
+            continue  # stream-only faults
+        anthropic_upstream.script(fault)
+        seen = ask(gw, dialect, "c", stream)
+        assert seen.status == 200 and "Echo: hello there" in seen.text(), (dialect, stream, seen.body)
+        ids.append(seen.request_id)
+    rows = {r["id"]: r for r in wait_for_rows(gw, len(ids))}
+    for rid in ids:
+        assert [a["outcome"] for a in rows[rid]["attempts_detail"]] == [outcome, "ok"]
+        assert rows[rid]["provider"] == "backup"
+    anthropic_upstream.script(AReply.error(529, "Overloaded", type="overloaded_error"))
+    seen = ask(gw, "anthropic", "c-solo")  # no fallback: the upstream's own error body, byte for byte
+    assert seen.status == 529 and seen.body["error"] == {"type": "overloaded_error", "message": "Overloaded"}
+    anthropic_upstream.script(AReply.error(529, "Overloaded", type="overloaded_error"))
+    seen = ask(gw, "openai", "c-solo")  # an OpenAI client sees Anthropic's 529 as 503
+    assert seen.status == 503 and "Overloaded" in seen.error_message()
+    assert ask(gw, "anthropic", "c").status == 200

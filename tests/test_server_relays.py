@@ -78,8 +78,9 @@ def test_anthropic_passthrough_is_byte_identical():
     tr = AnthropicRelay()
     assert drive(tr, raw, 5) == raw and tr.tokens() == (7, 4, 2)
     cut = AnthropicRelay()
-    out = drive(cut, raw[:200], 50)
-    assert out.startswith(raw[:200]) and b"event: error" in out[200:] and cut.error
+    at = raw.index(b"event: ping") + 30  # past message_start: the stream has begun for the client
+    out = drive(cut, raw[:at], 50)
+    assert out.startswith(raw[:at]) and b"event: error" in out[at:] and cut.error
 
 
 def test_openai_passthrough_relay_drops_the_usage_chunk_nobody_asked_for():
@@ -105,3 +106,42 @@ async def test_relay_turns_a_mid_stream_timeout_into_the_dialect_error_event():
     assert finished == [(200, "stream broke after 0 bytes sent to the client: "
                               "provider 'up' timed out (idle timeout of 0.5s)")]
     assert row["input_tokens"] is None
+
+
+def test_anthropic_pass_through_holds_bytes_until_the_first_message_event():
+    tr = AnthropicRelay()
+    assert tr.feed(b"data: {not json\n\n") == b""
+    assert tr.end().startswith(b"event: error") and tr.error  # junk from the start: the request can fail over
+    raw = anthropic_stream()
+    tr = AnthropicRelay()
+    assert tr.feed(b": keep-alive\n\n") == b""
+    out = tr.feed(raw[:40])  # message_start not complete yet
+    out += tr.feed(raw[40:])
+    assert out == b": keep-alive\n\n" + raw and tr.finished and not tr.error
+    tr = AnthropicRelay()
+    tr.feed(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"busy"}}\n\n')
+    assert tr.error == "busy" and tr.finished
+
+
+async def test_a_stream_that_fails_before_any_content_is_an_upstream_error():
+    import pytest
+
+    from mlxgw.backends.base import UpstreamProtocolError
+
+    async def junk():
+        yield b"data: {not json\n\n"
+
+    with pytest.raises(UpstreamProtocolError, match="stream failed before any content"):
+        await attempts._prime(junk(), OpenAIRelay("up", "m", "id", 1, False), "up")
+
+    raw = openai_stream()
+
+    async def good():
+        yield raw[:60]  # not a whole event yet: nothing for the client, read on
+        yield raw[60:400]
+        yield raw[400:]
+
+    gen = good()
+    first, ended = await attempts._prime(gen, OpenAIRelay("up", "m", "id", 1, False), "up")
+    assert first.startswith(b"data: ") and b"[DONE]" not in first and not ended
+    assert [c async for c in gen] == [raw[400:]]

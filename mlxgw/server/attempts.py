@@ -116,8 +116,8 @@ async def _cold(backend, backend_model: str, route: Route, later: bool) -> Upstr
         m = sup.get(backend.name, backend_model)
     except UpstreamError:
         return None  # send() reports it
-    if m.state == "ready" and m.alive():
-        return None
+    if (m.state == "ready" and m.alive()) or m.state == "failed":
+        return None  # ready; or its last start failed: send() reports that (fast) or starts it afresh
     max_wait = route.max_wait or 0.0
     expected = sup.expected_remaining(m)
     task = sup.warm(backend.name, m.name)  # loads in the background whatever this request does

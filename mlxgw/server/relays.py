@@ -174,12 +174,15 @@ class AnthropicToOpenAIRelay(Translator):
 
 
 class AnthropicRelay(Translator):
-    """Pass-through: the upstream's bytes go out as they came; events are read only for the audit row
-    (usage) and to know whether the stream finished (message_stop) or failed (error)."""
+    """Pass-through: the upstream's bytes go out as they came (once its first message_* event arrived, so
+    a stream that is junk or an error from the start can still fail over); events are read only for the
+    audit row (usage) and to know whether the stream finished (message_stop) or failed (error)."""
 
     def __init__(self):
         self.parser = oa.SSEParser()
         self.usage: dict = {}
+        self.started = False  # a message_* event was seen: from then on bytes go out as they come
+        self._held: list[bytes] = []  # the bytes before it (a stream that is junk from the start fails over)
 
     def _read(self, events) -> None:
         for data in events:
@@ -189,6 +192,8 @@ class AnthropicRelay(Translator):
             if obj is None:
                 continue
             kind = obj.get("type")
+            if isinstance(kind, str) and kind.startswith("message_"):
+                self.started = True
             if kind == "message_start" and isinstance(obj.get("message"), dict):
                 u = obj["message"].get("usage")
                 if isinstance(u, dict):
@@ -203,12 +208,18 @@ class AnthropicRelay(Translator):
 
     def feed(self, chunk: bytes) -> bytes:
         self._read(self.parser.feed(chunk))
-        return chunk
+        if self._held is None:
+            return chunk
+        self._held.append(chunk)
+        if not (self.started or self.error):
+            return b""
+        out, self._held = b"".join(self._held), None
+        return out
 
     def end(self) -> bytes:
         self._read(self.parser.close())
         if self.finished:
-            return b""
+            return b"".join(self._held or ())
         self.error = INCOMPLETE
         return an.event({"type": "error", "error": {"type": "api_error", "message": INCOMPLETE}})
 
