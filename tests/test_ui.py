@@ -160,11 +160,11 @@ def test_examples_page_in_browser(home, cli, tmp_path, browser):
     now = time.time()
     add_audit_rows(store, [
         {"ts": now - 60, "route": "gpt", "duration_ms": 100.0},
-        {"ts": now - 120, "route": "gpt", "duration_ms": 300.0, "attempts": 2},
+        {"ts": now - 120, "route": "gpt", "duration_ms": 300.0, "attempts": 2, "failovers": 1},
         {"ts": now - 180, "route": "gpt", "duration_ms": 200.0, "status": 502, "error": "upstream"},
         {"ts": now - 5 * 3600, "route": "gpt", "duration_ms": 900.0},
         {"ts": now - 3 * 86400, "route": "gpt", "duration_ms": 5.0},  # older than a day: not counted
-        {"ts": now - 30, "route": "fast", "duration_ms": 40.0, "attempts": 3},
+        {"ts": now - 30, "route": "fast", "duration_ms": 40.0, "attempts": 3, "failovers": 2},
     ])
     path, html = build_page(cli, tmp_path)
     assert_no_secret(html)
@@ -470,8 +470,8 @@ def test_regex_translation_subset(pattern, exact, translatable):
 
 def test_figures_windows():
     now = 100_000.0
-    rows = [(now - 10, "a", 200, None, 1, 10.0), (now - 20, "a", 500, None, 2, 30.0),
-            (now - 7200, "a", 200, "cut", 1, 50.0), (now - 7200, None, 404, None, 1, 1.0)]
+    rows = [(now - 10, "a", 200, None, 0, 10.0), (now - 20, "a", 500, None, 1, 30.0),
+            (now - 7200, "a", 200, "cut", 0, 50.0), (now - 7200, None, 404, None, 0, 1.0)]
     f = data.figures_from_rows(rows, now)
     assert f["routes"]["a"]["hour"] == {"requests": 2, "errors": 1, "failovers": 1, "p50_ms": 10.0}
     assert f["routes"]["a"]["day"] == {"requests": 3, "errors": 2, "failovers": 1, "p50_ms": 30.0}

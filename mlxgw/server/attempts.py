@@ -86,6 +86,11 @@ def _describe(exc: UpstreamError) -> str:
     return getattr(exc, "summary", None) or exc.message  # an engine's failed start without its log lines
 
 
+def _tries(notes: list[dict]) -> int:
+    """Attempts made so far (targets skipped while cooling down are listed but were not tried)."""
+    return sum(1 for n in notes if n["outcome"] != "skipped_cooldown")
+
+
 def _order(targets: tuple[Target, ...], rt, notes: list[dict]):
     """The targets to try, in order, with whether a later one is still available: providers whose
     breaker is open are skipped (noted), unless every target's is, then the first of them is tried."""
@@ -152,10 +157,8 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
     notes: list[dict] = []
     row["attempts_detail"] = notes
     error: UpstreamError | None = None
-    targets_tried = 0
     for target, later in _order(route.targets, rt, notes):
-        targets_tried += 1
-        row["failovers"] = targets_tried - 1
+        row["failovers"] = len({n["target"] for n in notes if n["target"] != target.label})  # targets before it
         backend = rt.backends.get(target.provider)
         backend_model = snap.backend_model(target, model)
         row["provider"], row["backend_model"] = target.provider, backend_model
@@ -164,7 +167,7 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
             reason = rt.unavailable.get(target.provider) or f"provider '{target.provider}' is not configured"
             error = UpstreamConnectError(target.provider, reason)
             notes.append({"target": target.label, "outcome": "unavailable", "ms": 0.0, "error": reason})
-            row["attempts"] = len(notes)
+            row["attempts"] = _tries(notes)
             continue
         if route.on_cold != "wait" and getattr(backend, "supervisor", None) is not None:
             began = time.perf_counter()
@@ -172,7 +175,7 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
             if cold is not None:
                 notes.append({"target": target.label, "outcome": outcome(cold),
                               "ms": round((time.perf_counter() - began) * 1000, 1), "error": cold.message})
-                row["attempts"] = len(notes)
+                row["attempts"] = _tries(notes)
                 if isinstance(cold, ModelLoading):
                     raise Failed(cold, notes, route.key)
                 error = cold
@@ -181,7 +184,7 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
         tries = 1 + (policy.attempts if policy is not None else 0)
         for n in range(1, tries + 1):
             began = time.perf_counter()
-            row["attempts"] = len(notes) + 1
+            row["attempts"] = _tries(notes) + 1
             try:
                 call, context = await send(backend, backend_model, target.timeouts)
                 first, tr, ended = None, None, False

@@ -119,7 +119,7 @@ def _window(rows: list[tuple]) -> dict:
     return {
         "requests": len(rows),
         "errors": sum(1 for r in rows if r[2] >= 400 or r[3]),
-        "failovers": sum(1 for r in rows if (r[4] or 1) > 1),
+        "failovers": sum(1 for r in rows if (r[4] or 0) > 0),
         "p50_ms": _p50([r[5] for r in rows if r[5] is not None]),
     }
 
@@ -130,7 +130,7 @@ def audit_figures(store, now: float | None = None) -> dict:
     from mlxgw.store.tables import RequestLog
 
     now = time.time() if now is None else now
-    q = (select(RequestLog.ts, RequestLog.route, RequestLog.status, RequestLog.error, RequestLog.attempts,
+    q = (select(RequestLog.ts, RequestLog.route, RequestLog.status, RequestLog.error, RequestLog.failovers,
                 RequestLog.duration_ms).where(RequestLog.ts >= now - DAY))
     with store.session() as s:
         rows = [tuple(r) for r in s.execute(q)]
@@ -138,7 +138,7 @@ def audit_figures(store, now: float | None = None) -> dict:
 
 
 def figures_from_rows(rows: list[tuple], now: float) -> dict:
-    """`rows`: (ts, route, status, error, attempts, duration_ms) of the last day."""
+    """`rows`: (ts, route, status, error, failovers, duration_ms) of the last day."""
     by_route: dict[str, list] = {}
     for r in rows:
         by_route.setdefault(r[1] or "(no route)", []).append(r)

@@ -193,8 +193,8 @@ def _traffic(view: dict, figures: dict | None) -> str:
              f'<tr><th scope="col">route</th>{sub}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
     when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(figures["now"]))
     return (f'{_chart(figures["buckets"], figures["now"])}{table}'
-            f'<p class="muted">From the audit log as of {e(when)}. A failover is a request that needed more than '
-            'one attempt; an error is a status of 400 or more or a failure after the first byte.</p>')
+            f'<p class="muted">From the audit log as of {e(when)}. A failover is a request that moved on from its '
+            'route\'s first target to a fallback; an error is a status of 400 or more or a failure after the first byte.</p>')
 
 
 def render(view: dict, figures: dict | None, *, title: str = "mlxgw routes", live: bool = False,
