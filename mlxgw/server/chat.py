@@ -2,8 +2,9 @@
 
 The request path: read the body (bounded), check it, pick the route from the current Runtime, then the
 attempt loop shared with /v1/messages (`attempts.run`) over the route's ordered targets. A target that
-fails before any byte reached the client (connection refused, connect timeout, 5xx, per
-`routing.policy`) hands over to the next one; the HTTP status is decided only once a backend answered.
+fails before any byte reached the client (per `routing.policy`: connection refused, timeouts, 5xx, 429,
+a stream that breaks before any content...) is retried or hands over to the next one; the HTTP status is
+decided only once a backend answered.
 After the first byte, a failure ends the stream with an error event and no `[DONE]`. One audit row per
 request, queued when the answer is complete.
 

@@ -15,7 +15,10 @@ States: stopped -> starting -> ready -> stopping -> stopped, and failed (a start
 - before a start, memory: the model's estimate against the budget, evicting least recently used idle
   models (and, per provider, `max_loaded`); if it still does not fit the start is refused with the numbers,
   as an upstream-unavailable error so failover can take the request;
-- stop: SIGTERM to the engine's process group, wait, then SIGKILL.
+- stop: SIGTERM to the engine's process group, wait, then SIGKILL;
+- load-aware routing: `expected_start()` (the median of the model's recent start times) and
+  `expected_remaining()` tell the attempt loop how long a cold model will take, and `warm()` starts it in
+  the background while the request goes elsewhere.
 
 Engine output goes to `MLXGW_HOME/logs/<provider>--<model>.log` (kept as `.log.1` at a start once it
 passes 16 MiB). Everything runs on the server's event loop;
