@@ -26,9 +26,9 @@ def validate(
     from mlxgw.errors import ConfigError
 
     try:
-        doc, problems = declarative.validate(file, offline=offline)
+        _, problems = declarative.validate(file, offline=offline)
     except ConfigError as exc:  # unreadable or not YAML: same report shape as other problems
-        problems, doc = exc.problems, None
+        problems = exc.problems
     if json:
         _output.emit_json({"file": file, "valid": not problems, "errors": [p.as_dict() for p in problems]})
     else:

@@ -26,8 +26,8 @@ from mlxgw.dialects import openai as oa
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream
 from mlxgw.dialects.jsonfast import dumps
 from mlxgw.server import attempts
+from mlxgw.server.audited import AuditedEndpoint
 from mlxgw.server.errors import ApiError, from_upstream, with_summary
-from mlxgw.server.gateway import Gateway
 from mlxgw.server.relays import AnthropicToOpenAIRelay, OpenAIRelay
 
 log = logging.getLogger("mlxgw.server")
@@ -56,30 +56,8 @@ def _too_large(limit: int) -> ApiError:
     return ApiError.of(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
 
 
-class ChatCompletions:
-    def __init__(self, gateway: Gateway):
-        self.gw = gateway
-
-    async def on_post(self, req, resp) -> None:
-        t0 = time.perf_counter()
-        row = {"id": req.context.request_id, "ts": time.time(), "client_api": "openai", "backend_api": None,
-               "requested_model": None, "route": None, "provider": None, "backend_model": None, "attempts": 0,
-               "attempts_detail": None, "failovers": 0, "stream": False, "status": 0, "duration_ms": 0.0, "ttfb_ms": None, "input_tokens": None,
-               "output_tokens": None, "cached_tokens": None, "error": None}
-        try:
-            await self._serve(req, resp, row, t0)
-        except ApiError as exc:
-            self._finish(row, t0, exc.status, exc.message)
-            raise
-        except Exception as exc:  # a bug: answered as a plain 500 by the error handler, audited here
-            self._finish(row, t0, 500, f"internal error: {type(exc).__name__}")
-            raise
-
-    def _finish(self, row: dict, t0: float, status: int, error: str | None = None) -> None:
-        row["status"] = status
-        row["error"] = error
-        row["duration_ms"] = (time.perf_counter() - t0) * 1000
-        self.gw.audit.record(row)
+class ChatCompletions(AuditedEndpoint):
+    client_api = "openai"
 
     async def _serve(self, req, resp, row: dict, t0: float) -> None:
         raw = await read_body(req, self.gw.config.max_body_bytes)

@@ -14,8 +14,6 @@ backend sent one.
 
 from __future__ import annotations
 
-import time
-
 import falcon
 
 from mlxgw.backends.base import (
@@ -26,6 +24,7 @@ from mlxgw.dialects.anthropic.requests import OpenAITarget
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 from mlxgw.routing.policy import ModelLoading
 from mlxgw.server import attempts
+from mlxgw.server.audited import AuditedEndpoint
 from mlxgw.server.attempts import Failed
 from mlxgw.server.chat import SSE_HEADERS, read_body
 from mlxgw.server.errors import ApiError, with_summary
@@ -92,32 +91,12 @@ def openai_target(backend) -> OpenAITarget:
     return OPENAI_PROPER if getattr(backend, "kind", None) == "openai" else COMPATIBLE
 
 
-class Messages:
-    def __init__(self, gateway: Gateway):
-        self.gw = gateway
+class Messages(AuditedEndpoint):
+    client_api = "anthropic"
 
     async def on_post(self, req, resp) -> None:
-        t0 = time.perf_counter()
-        rid = req.context.request_id
-        resp.set_header("request-id", rid)
-        row = {"id": rid, "ts": time.time(), "client_api": "anthropic", "backend_api": None,
-               "requested_model": None, "route": None, "provider": None, "backend_model": None, "attempts": 0,
-               "attempts_detail": None, "failovers": 0, "stream": False, "status": 0, "duration_ms": 0.0, "ttfb_ms": None, "input_tokens": None,
-               "output_tokens": None, "cached_tokens": None, "error": None}
-        try:
-            await self._serve(req, resp, row, t0)
-        except ApiError as exc:
-            self._finish(row, t0, exc.status, exc.message)
-            raise
-        except Exception as exc:  # a bug: answered as a plain 500 by the error handler, audited here
-            self._finish(row, t0, 500, f"internal error: {type(exc).__name__}")
-            raise
-
-    def _finish(self, row: dict, t0: float, status: int, err: str | None = None) -> None:
-        row["status"] = status
-        row["error"] = err
-        row["duration_ms"] = (time.perf_counter() - t0) * 1000
-        self.gw.audit.record(row)
+        resp.set_header("request-id", req.context.request_id)  # Anthropic's SDKs read this header
+        await super().on_post(req, resp)
 
     async def _serve(self, req, resp, row: dict, t0: float) -> None:
         raw = await read_body(req, self.gw.config.max_body_bytes)
