@@ -27,6 +27,7 @@ stream broke and after how many bytes, and completes the row once the stream is 
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import time
@@ -253,7 +254,7 @@ async def _prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> t
             return out, tr.finished or chunk is None
 
 
-class Translator:
+class Translator(abc.ABC):
     """What `relay` needs from a stream translator (one per response).
 
     feed(chunk) -> bytes     raw upstream bytes in, client bytes out (possibly b"")
@@ -268,14 +269,17 @@ class Translator:
     finished: bool = False
     error: str | None = None
 
+    @abc.abstractmethod
     def feed(self, chunk: bytes) -> bytes:
-        raise NotImplementedError
+        """Raw upstream bytes in, client bytes out."""
 
+    @abc.abstractmethod
     def end(self) -> bytes:
-        raise NotImplementedError
+        """The upstream ended: closing events, or an error event if it was cut."""
 
+    @abc.abstractmethod
     def failed(self, exc: UpstreamError) -> bytes:
-        raise NotImplementedError
+        """The error event for a mid-stream UpstreamError."""
 
     def tokens(self) -> tuple:
         return None, None, None

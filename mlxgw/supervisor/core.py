@@ -27,6 +27,7 @@ there is no lock because every state change happens between two awaits.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -140,7 +141,7 @@ class ManagedModel:
         return self.proc is not None and self.proc.poll() is None
 
 
-class EngineProfile:
+class EngineProfile(abc.ABC):
     """How one kind of engine is launched and checked; the adapters in mlxgw.backends provide these."""
 
     kind: str = ""
@@ -148,8 +149,9 @@ class EngineProfile:
     overhead: int = 256 * memory.MIB  # resident memory of the engine itself, before the model
     env: dict = {}  # environment the engine needs from the gateway (the provider's `env` overrides it)
 
+    @abc.abstractmethod
     def command_line(self, m: ManagedModel, port: int) -> list[str]:
-        raise NotImplementedError
+        """The argv that launches model `m` on 127.0.0.1:`port`."""
 
     def is_ready(self, status: int, body: bytes) -> bool:
         return status == 200
