@@ -7,9 +7,8 @@ a JSON Schema 2020-12 document whose only payload is ``$defs``: one entry per Op
 is local (``#/$defs/NAME``), so a body of kind NAME is validated against ``{"$ref": "#/$defs/NAME"}``
 evaluated inside the bundle.
 
-Where the bundle is found: ``Path(__file__).resolve().parents[2] / "shared" / "conformance"``; when that
-directory does not hold the file, the directory named by the environment variable
-``MLXGW_CONFORMANCE_DIR``.
+Where the bundle is found: the directory named by ``MLXGW_CONFORMANCE_DIR`` if set, else the copy vendored
+in ``tests/data/`` (a test keeps it identical to ``../shared/conformance`` whenever that is present).
 
 Interface::
 
@@ -52,21 +51,20 @@ _MAX_REPORTED = 20
 _MAX_BODY_CHARS = 2000
 
 
+VENDORED = Path(__file__).resolve().parent / "data" / SCHEMA_FILE
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "conformance" / SCHEMA_FILE
+
+
 def schema_path() -> Path:
-    """The bundle's path: next to the repository (../shared/conformance), else $MLXGW_CONFORMANCE_DIR."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "conformance" / SCHEMA_FILE
-    if default.is_file():
-        return default
+    """$MLXGW_CONFORMANCE_DIR's bundle if set, else the copy vendored in tests/data (kept identical to
+    ../shared/conformance by tests/test_upstream.py, so a clone without shared/ beside it still tests)."""
     env = os.environ.get("MLXGW_CONFORMANCE_DIR")
     if env:
         candidate = Path(env).expanduser() / SCHEMA_FILE
         if candidate.is_file():
             return candidate
         raise FileNotFoundError(f"MLXGW_CONFORMANCE_DIR={env!r} does not contain {SCHEMA_FILE}")
-    raise FileNotFoundError(
-        f"conformance schema not found at {default}; set MLXGW_CONFORMANCE_DIR to the directory holding "
-        f"{SCHEMA_FILE}"
-    )
+    return VENDORED
 
 
 @functools.lru_cache(maxsize=1)

@@ -441,3 +441,14 @@ def test_context_manager_and_closed_port():
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{dead}/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.APIConnectionError):
         client.chat.completions.create(model="m", messages=MSGS)
+
+
+def test_vendored_conformance_schema_matches_shared():
+    import pytest
+
+    from tests import conformance
+
+    if not conformance.SHARED.is_file():
+        pytest.skip("no ../shared/conformance beside this clone")
+    assert conformance.VENDORED.read_bytes() == conformance.SHARED.read_bytes(), (
+        "tests/data/openai-chat.schema.json is stale: copy ../shared/conformance/openai-chat.schema.json over it")
