@@ -15,17 +15,23 @@ Anthropic adapter pointed at the engine (see base.py for the contract).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from mlxgw.backends.anthropic import AnthropicBackend
-from mlxgw.backends.base import Backend, ChatResult, Timeouts
+from mlxgw.backends.base import Backend, ChatResult, Timeouts, UpstreamConnectError
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.openai_compat import OpenAICompatBackend
 from mlxgw.supervisor import EngineProfile, ManagedModel, Supervisor
 
 # Request fields a model's `defaults` may fill, and the fields that already set the same limit.
 _SAME_AS = {"max_tokens": ("max_tokens", "max_completion_tokens")}
+_REDIAL_PAUSE = 0.2  # seconds before a request dropped by a dying engine is sent again
+
+
+class _Redial(Exception):
+    """The engine dropped the request before answering: lease the model again and resend once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,39 +99,70 @@ class LocalBackend(Backend):
     async def health(self) -> bool:
         return True  # engines start on demand: the provider is healthy while the gateway is
 
-    async def chat(self, body: dict, timeouts: Timeouts) -> ChatResult:
-        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
-            body = apply_defaults(body, m.settings.defaults)
-            return self.profile.fix_result(body, await m.client.openai.chat(body, timeouts))
+    # An engine that died since the supervisor last looked (or a connection it dropped while its
+    # process was going away) shows up as a connect error before any byte. The request then leases the
+    # model again, which notices the crash and restarts the engine, and is sent once more: a crashed
+    # engine is restarted by the next request instead of failing it.
 
-    async def stream(self, body: dict, timeouts: Timeouts) -> AsyncIterator[bytes]:
+    async def _call(self, body: dict, send) -> ChatResult:
+        try:
+            return await self._send_once(body, send)
+        except _Redial:
+            await asyncio.sleep(_REDIAL_PAUSE)
+        return await self._send_once(body, send, last=True)
+
+    async def _send_once(self, body: dict, send, last: bool = False) -> ChatResult:
         async with self.supervisor.lease(self.name, body.get("model") or "") as m:
-            body = apply_defaults(body, m.settings.defaults)
-            chunks = self.profile.fix_stream(body, m.client.openai.stream(body, timeouts))
             try:
-                async for chunk in chunks:
-                    yield chunk
-            finally:
-                await chunks.aclose()
+                return await send(m, apply_defaults(body, m.settings.defaults))
+            except UpstreamConnectError as exc:
+                if last:
+                    raise
+                raise _Redial from exc
+
+    async def _relay(self, body: dict, open_stream) -> AsyncIterator[bytes]:
+        for last in (False, True):
+            redial = False
+            async with self.supervisor.lease(self.name, body.get("model") or "") as m:
+                chunks = open_stream(m, apply_defaults(body, m.settings.defaults))
+                try:
+                    try:
+                        first = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        return
+                    except UpstreamConnectError:
+                        if last:
+                            raise
+                        redial = True
+                    if not redial:
+                        yield first
+                        async for chunk in chunks:
+                            yield chunk
+                        return
+                finally:
+                    await chunks.aclose()
+            await asyncio.sleep(_REDIAL_PAUSE)
+
+    async def chat(self, body: dict, timeouts: Timeouts) -> ChatResult:
+        async def send(m, filled):
+            return self.profile.fix_result(filled, await m.client.openai.chat(filled, timeouts))
+
+        return await self._call(body, send)
+
+    def stream(self, body: dict, timeouts: Timeouts) -> AsyncIterator[bytes]:
+        return self._relay(body, lambda m, filled: self.profile.fix_stream(filled, m.client.openai.stream(filled, timeouts)))
 
     # --- Anthropic Messages, for engines that speak it natively ---------------------------------------
 
     async def messages(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> ChatResult:
         """POST /v1/messages on the engine (its `anthropic-*` headers passed on as to a cloud)."""
-        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
-            body = apply_defaults(body, m.settings.defaults)
-            return await self._messages_client(m).messages(body, timeouts, headers)
+        async def send(m, filled):
+            return await self._messages_client(m).messages(filled, timeouts, headers)
 
-    async def messages_stream(self, body: dict, timeouts: Timeouts,
-                              headers: dict | None = None) -> AsyncIterator[bytes]:
-        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
-            body = apply_defaults(body, m.settings.defaults)
-            chunks = self._messages_client(m).messages_stream(body, timeouts, headers)
-            try:
-                async for chunk in chunks:
-                    yield chunk
-            finally:
-                await chunks.aclose()
+        return await self._call(body, send)
+
+    def messages_stream(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> AsyncIterator[bytes]:
+        return self._relay(body, lambda m, filled: self._messages_client(m).messages_stream(filled, timeouts, headers))
 
     def _messages_client(self, m: ManagedModel) -> AnthropicBackend:
         if m.client.messages is None:
