@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from mlxgw.backends.anthropic import AnthropicBackend
-from mlxgw.backends.base import Backend, ChatResult, Timeouts, UpstreamConnectError
+from mlxgw.backends.base import Backend, ChatResult, Timeouts, UpstreamConnectError, UpstreamProtocolError
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.openai_compat import OpenAICompatBackend
 from mlxgw.supervisor import EngineProfile, ManagedModel, Supervisor
@@ -166,5 +166,7 @@ class LocalBackend(Backend):
 
     def _messages_client(self, m: ManagedModel) -> AnthropicBackend:
         if m.client.messages is None:
-            raise NotImplementedError(f"provider '{self.name}' ({self.kind}) does not speak Anthropic's Messages API")
+            # The server only sends Messages to `anthropic_native` backends; reaching here is a wiring bug,
+            # reported as an unusable upstream rather than a crash.
+            raise UpstreamProtocolError(self.name, f"provider '{self.name}' ({self.kind}) does not speak Anthropic's Messages API")
         return m.client.messages

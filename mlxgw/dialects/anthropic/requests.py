@@ -357,7 +357,8 @@ def to_openai_request(body: dict, backend_model: str, target: OpenAITarget = Ope
 # --- O->A ---------------------------------------------------------------------------------------------
 
 
-def _parse_arguments(args) -> dict:
+def tool_arguments(args) -> dict:
+    """OpenAI's tool-call `arguments` (a JSON string, maybe empty or broken) as Anthropic's `input` object."""
     if isinstance(args, dict):
         return args
     if not isinstance(args, str) or not args.strip():
@@ -459,7 +460,7 @@ def from_openai_request(body: dict, backend_model: str, default_max_tokens: int 
             for c in calls:
                 fn = c.get("function") if isinstance(c, dict) and isinstance(c.get("function"), dict) else {}
                 blocks.append({"type": "tool_use", "id": tid(c.get("id")), "name": str(fn.get("name") or ""),
-                               "input": _parse_arguments(fn.get("arguments"))})
+                               "input": tool_arguments(fn.get("arguments"))})
                 has_tool_blocks = True
             add("assistant", blocks)
         elif role in ("tool", "function"):

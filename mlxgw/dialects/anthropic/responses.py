@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from mlxgw.dialects.anthropic.requests import ToolNames, anthropic_tool_id
-from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
+from mlxgw.dialects.anthropic.requests import ToolNames, anthropic_tool_id, tool_arguments
+from mlxgw.dialects.jsonfast import dumps
 
 _TO_OPENAI_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                      "pause_turn": "stop", "refusal": "content_filter", "model_context_window_exceeded": "length",
@@ -90,18 +90,6 @@ def _reasoning(msg: dict) -> str | None:
     return None
 
 
-def _arguments(args) -> dict:
-    if isinstance(args, dict):
-        return args
-    if not isinstance(args, str) or not args.strip():
-        return {}
-    try:
-        value = loads(args)
-    except DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def from_openai_response(body: dict, model: str, names: ToolNames | None = None,
                          stop_sequences: list | None = None) -> dict:
     """A->O: an Anthropic Message for an OpenAI chat.completion. Blocks in Anthropic order: thinking,
@@ -131,7 +119,7 @@ def from_openai_response(body: dict, model: str, names: ToolNames | None = None,
         fn = c.get("function") if isinstance(c.get("function"), dict) else {}
         content.append({"type": "tool_use", "id": anthropic_tool_id(c.get("id")) if c.get("id") else
                         "toolu_" + uuid.uuid4().hex[:24], "name": names.restore(fn.get("name")),
-                        "input": _arguments(fn.get("arguments"))})
+                        "input": tool_arguments(fn.get("arguments"))})
     matched = ch.get("stop_reason")  # vLLM reports the matched stop string here
     matched = matched if isinstance(matched, str) and stop_sequences and matched in stop_sequences else None
     reason = stop_reason(ch.get("finish_reason"), any(b["type"] == "tool_use" for b in content),
