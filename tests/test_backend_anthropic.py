@@ -9,6 +9,7 @@ import anthropic
 import pytest
 
 from mlxgw.backends import create
+from mlxgw.kinds import ANTHROPIC_MESSAGES
 from mlxgw.backends.anthropic import AnthropicBackend, api_root
 from mlxgw.backends.base import Timeouts, UpstreamConnectError, UpstreamStatusError
 from mlxgw.backends.http import HttpClient
@@ -80,24 +81,23 @@ def test_upstream_errors_as_the_sdk_expects(anthropic_upstream):  # noqa: F811
 @aio
 async def test_headers_auth_version_and_beta(http, anthropic_upstream):  # noqa: F811
     b = backend(http, anthropic_upstream.base_url, headers={"X-Extra": "1"})
-    assert (b.api, b.anthropic_native) == ("anthropic", True)
+    assert b.wires == {ANTHROPIC_MESSAGES}
     beta = "claude-code-20250219, interleaved-thinking-2025-05-14,advisor-tool-2026-03-01"
-    result = await b.messages(BODY, FAST, {"anthropic-beta": beta, "x-api-key": "client-key", "authorization": "x"})
+    result = await b.call(ANTHROPIC_MESSAGES, BODY, FAST, {"anthropic-beta": beta, "x-api-key": "client-key", "authorization": "x"})
     assert result.status == 200 and result.body["content"][0]["text"] == "Echo: hi there"
     assert result.headers["request-id"].startswith("req_up")
     h = anthropic_upstream.last.headers
     assert (h["x-api-key"], h["anthropic-version"], h["anthropic-beta"], h["x-extra"]) == (KEY, "2023-06-01", beta, "1")
     assert "authorization" not in h and anthropic_upstream.last.path == "/v1/messages"
-    await b.chat(BODY, FAST)
+    await b.call(ANTHROPIC_MESSAGES, BODY, FAST)
     assert "anthropic-beta" not in anthropic_upstream.last.headers
-    assert await b.health()
 
 
 @aio
 async def test_stream_yields_named_events(http, anthropic_upstream):  # noqa: F811
     b = backend(http, anthropic_upstream.base_url + "/v1")  # a base_url with /v1 works too
     parser, raw = SSEParser(), b""
-    async for chunk in b.messages_stream({**BODY, "stream": True}, FAST, {"anthropic-version": "2023-06-01"}):
+    async for chunk in b.stream(ANTHROPIC_MESSAGES, {**BODY, "stream": True}, FAST, {"anthropic-version": "2023-06-01"}):
         raw += chunk
     kinds = [json.loads(d)["type"] for d in parser.feed(raw)]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
@@ -110,11 +110,11 @@ async def test_errors_carry_status_body_retry_after_and_request_id(http, anthrop
     b = backend(http, anthropic_upstream.base_url)
     anthropic_upstream.script(AReply.error(529, retry_after=3), AReply.error(429, retry_after=7))
     with pytest.raises(UpstreamStatusError) as exc:
-        await b.messages(BODY, FAST)
+        await b.call(ANTHROPIC_MESSAGES, BODY, FAST)
     e = exc.value
     assert (e.status, e.retry_after) == (529, "3") and e.request_id.startswith("req_up")
     assert json.loads(e.body)["error"]["type"] == "overloaded_error"
-    stream = b.messages_stream({**BODY, "stream": True}, FAST)
+    stream = b.stream(ANTHROPIC_MESSAGES, {**BODY, "stream": True}, FAST)
     with pytest.raises(UpstreamStatusError) as exc:
         await stream.__anext__()
     assert (exc.value.status, exc.value.retry_after) == (429, "7")
@@ -128,8 +128,7 @@ async def test_count_tokens_and_connect_failure(http, anthropic_upstream):  # no
     assert r.body["input_tokens"] > 0 and anthropic_upstream.last.path == "/v1/messages/count_tokens"
     dead = backend(http, f"http://127.0.0.1:{closed_port()}")
     with pytest.raises(UpstreamConnectError):
-        await dead.messages(BODY, FAST)
-    assert not await dead.health()
+        await dead.call(ANTHROPIC_MESSAGES, BODY, FAST)
 
 
 def test_default_base_url():

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from mlxgw.backends import create, local_profiles
-from mlxgw.backends.base import ChatResult, Timeouts
+from mlxgw.backends.base import ChatResult, Timeouts, UpstreamProtocolError
+from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.local import apply_defaults
 from mlxgw.routing import Snapshot
@@ -35,8 +36,8 @@ async def test_command_lines_and_readiness():
     assert mos.is_ready(200, b'{"status":"ok"}') and not mos.is_ready(503, b"")
     assert vllm.is_ready(200, b'{"status":"healthy","model_loaded":true}')
     assert not vllm.is_ready(200, b'{"status":"healthy","model_loaded":false}') and not vllm.is_ready(200, b"<html>")
-    assert vllm.env["VLLM_MLX_SIMPLE_ENGINE_LOCK_ADMISSION"] == "wait" and vllm.anthropic_native
-    assert not mos.anthropic_native
+    assert vllm.env["VLLM_MLX_SIMPLE_ENGINE_LOCK_ADMISSION"] == "wait" and ANTHROPIC_MESSAGES in vllm.wires
+    assert ANTHROPIC_MESSAGES not in mos.wires
 
 
 async def test_request_defaults_fill_only_what_is_unset():
@@ -103,23 +104,19 @@ async def test_vllm_mlx_messages_go_to_the_engine_under_a_lease(tmp_path):
     sup.sync(snap.providers.values())
     try:
         backend = create("loc", "vllm-mlx", snap.providers["loc"].spec, None, http, supervisor=sup)
-        assert backend.anthropic_native
-        r = await backend.messages({"model": "q", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]},
-                                   Timeouts(), {"anthropic-beta": "x"})
+        assert backend.wires == {OPENAI_CHAT, ANTHROPIC_MESSAGES}
+        r = await backend.call(ANTHROPIC_MESSAGES, {"model": "q", "max_tokens": 4,
+                                                    "messages": [{"role": "user", "content": "hi"}]},
+                               Timeouts(), {"anthropic-beta": "x"})
         assert r.body["type"] == "message" and json.loads(r.body["content"][0]["text"][5:])["temperature"] == 0.3
         m = sup.get("loc", "q")
         assert m.inflight == 0 and m.state == "ready"
         other = create("mos", "mlx-openai-server", snap.providers["mos"].spec, None, http, supervisor=sup)
-        assert not other.anthropic_native
+        assert other.wires == {OPENAI_CHAT}
+        with pytest.raises(UpstreamProtocolError, match="does not speak the 'anthropic' API"):
+            await other.count_tokens({"model": "r", "messages": []}, Timeouts())
         with pytest.raises(ValueError, match="needs the gateway's engine supervisor"):
             create("loc", "vllm-mlx", snap.providers["loc"].spec, None, http)
     finally:
         await sup.shutdown()
         await http.close()
-
-
-async def test_vllm_mlx_count_tokens_only_on_the_native_engine():
-    from mlxgw.backends.mlx_openai_server import MlxOpenAIServerBackend
-    from mlxgw.backends.vllm_mlx import VllmMlxBackend
-
-    assert hasattr(VllmMlxBackend, "count_tokens") and not hasattr(MlxOpenAIServerBackend, "count_tokens")

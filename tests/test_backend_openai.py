@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlxgw.backends import create
+from mlxgw.kinds import OPENAI_CHAT
 from mlxgw.backends.base import (
     Timeouts, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
 )  # fmt: skip
@@ -35,12 +36,11 @@ def backend(http, base_url, **spec):
 async def test_sends_provider_auth_org_project_and_extra_headers(http, upstream):  # noqa: F811
     b = create("oa", "openai", {"base_url": upstream.base_url, "organization": "org-1", "project": "proj-1",
                                 "headers": {"X-Extra": "1"}}, "sk-provider", http)
-    result = await b.chat(BODY, FAST)
+    result = await b.call(OPENAI_CHAT, BODY, FAST)
     assert result.status == 200 and result.body["object"] == "chat.completion"
     h = upstream.last.headers
     assert h["authorization"] == "Bearer sk-provider"
     assert (h["openai-organization"], h["openai-project"], h["x-extra"]) == ("org-1", "proj-1", "1")
-    assert await b.health()
 
 
 async def test_openai_kind_defaults_to_the_cloud_and_other_kinds_say_why_not(http):
@@ -51,34 +51,33 @@ async def test_openai_kind_defaults_to_the_cloud_and_other_kinds_say_why_not(htt
 
 
 async def test_stream_yields_raw_chunks(http, upstream):  # noqa: F811
-    chunks = [c async for c in backend(http, upstream.base_url).stream({**BODY, "stream": True}, FAST)]
+    chunks = [c async for c in backend(http, upstream.base_url).stream(OPENAI_CHAT, {**BODY, "stream": True}, FAST)]
     assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
 
 
 async def test_status_error_carries_body_and_retry_after(http, upstream):  # noqa: F811
     upstream.script(Reply.error(429, "slow down", retry_after=3))
     with pytest.raises(UpstreamStatusError) as e:
-        await backend(http, upstream.base_url).chat(BODY, FAST)
+        await backend(http, upstream.base_url).call(OPENAI_CHAT, BODY, FAST)
     assert e.value.status == 429 and b"slow down" in e.value.body and e.value.retry_after == "3"
 
 
 async def test_refused_connection(http):
     b = backend(http, f"http://127.0.0.1:{closed_port()}/v1")
     with pytest.raises(UpstreamConnectError):
-        await b.chat(BODY, FAST)
+        await b.call(OPENAI_CHAT, BODY, FAST)
     with pytest.raises(UpstreamConnectError):
-        await b.stream(BODY, FAST).__anext__()
-    assert not await b.health()
+        await b.stream(OPENAI_CHAT, BODY, FAST).__anext__()
 
 
 async def test_connect_timeout(http):
     port, keep = blackhole_port()
     b = backend(http, f"http://127.0.0.1:{port}/v1")
     with pytest.raises(UpstreamTimeout) as e:
-        await b.chat(BODY, Timeouts(connect=0.2, first_token=5, idle=5, total=5))
+        await b.call(OPENAI_CHAT, BODY, Timeouts(connect=0.2, first_token=5, idle=5, total=5))
     assert e.value.kind == "connect"
     with pytest.raises(UpstreamTimeout) as e:
-        await b.stream(BODY, Timeouts(connect=0.2, first_token=5, idle=5, total=5)).__anext__()
+        await b.stream(OPENAI_CHAT, BODY, Timeouts(connect=0.2, first_token=5, idle=5, total=5)).__anext__()
     assert e.value.kind == "connect"
     for s in keep:
         s.close()
@@ -92,10 +91,10 @@ async def test_first_token_timeout(http, upstream, reply, kind):  # noqa: F811
     upstream.script(reply, reply)
     b = backend(http, upstream.base_url)
     with pytest.raises(UpstreamTimeout) as e:
-        await b.chat(BODY, FAST)
+        await b.call(OPENAI_CHAT, BODY, FAST)
     assert e.value.kind == kind
     with pytest.raises(UpstreamTimeout) as e:
-        await b.stream({**BODY, "stream": True}, FAST).__anext__()
+        await b.stream(OPENAI_CHAT, {**BODY, "stream": True}, FAST).__anext__()
     assert e.value.kind == kind
 
 
@@ -103,12 +102,12 @@ async def test_idle_and_total_timeouts_mid_stream(http, upstream):  # noqa: F811
     b = backend(http, upstream.base_url)
     upstream.script(Reply(delay_between=1))
     with pytest.raises(UpstreamTimeout) as e:
-        async for _ in b.stream({**BODY, "stream": True}, FAST):
+        async for _ in b.stream(OPENAI_CHAT, {**BODY, "stream": True}, FAST):
             pass
     assert e.value.kind == "idle"
     upstream.script(Reply(text="a b c d e f", delay_between=0.2))
     with pytest.raises(UpstreamTimeout) as e:
-        async for _ in b.stream({**BODY, "stream": True}, Timeouts(1, 1, 1, total=0.5)):
+        async for _ in b.stream(OPENAI_CHAT, {**BODY, "stream": True}, Timeouts(1, 1, 1, total=0.5)):
             pass
     assert e.value.kind == "total"
 
@@ -116,4 +115,4 @@ async def test_idle_and_total_timeouts_mid_stream(http, upstream):  # noqa: F811
 async def test_non_json_success_is_a_protocol_error(http, upstream):  # noqa: F811
     upstream.script(Reply.non_json(200, "not json", content_type="text/plain"))
     with pytest.raises(UpstreamProtocolError):
-        await backend(http, upstream.base_url).chat(BODY, FAST)
+        await backend(http, upstream.base_url).call(OPENAI_CHAT, BODY, FAST)

@@ -10,14 +10,13 @@ import pytest
 
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects.anthropic.requests import (
-    NOOP_TOOL, OpenAITarget, ToolNames, from_openai_request, short_tool_name,
+    NOOP_TOOL, ToolNames, from_openai_request, short_tool_name,
     to_openai_request,
 )  # fmt: skip
-from mlxgw.dialects.openai import developer_to_system
+from mlxgw.dialects.openai import COMPATIBLE, OPENAI_PROPER, developer_to_system
 from mlxgw.dialects.anthropic.responses import from_openai_response, to_openai_response
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 
-OPENAI_PROPER = OpenAITarget(max_tokens_field="max_completion_tokens", max_stop=4)
 PNG = "iVBORw0KGgo="
 
 
@@ -157,7 +156,7 @@ def test_case_06_long_tool_name_round_trips():
 def test_case_07_max_tokens_for_openai_reasoning_models():
     out = to_openai_request(a_req(max_tokens=32000), "o3", OPENAI_PROPER)
     assert out["max_completion_tokens"] == 32000 and "max_tokens" not in out
-    assert to_openai_request(a_req(max_tokens=32000), "local", OpenAITarget())["max_tokens"] == 32000
+    assert to_openai_request(a_req(max_tokens=32000), "local", COMPATIBLE)["max_tokens"] == 32000
 
 
 def test_case_08_missing_max_tokens_gets_the_default():

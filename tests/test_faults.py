@@ -249,7 +249,7 @@ def test_a_failing_provider_cools_down_then_a_probe_closes_it(gw_retry, upstream
     upstream.set_default(Reply.error(500), model="p")
     for _ in range(3):  # three requests, each trying the primary 3 times: the breaker opens
         assert ask(gw, "openai", "m").status == 200
-    assert "primary" in gw.app.gateway.cooldowns
+    assert gw.app.gateway.breakers.is_open("primary")
     before = len([q for q in upstream.chat_requests() if q.body["model"] == "p"])
     seen = ask(gw, "anthropic", "m")
     assert seen.status == 200
@@ -269,7 +269,7 @@ def test_a_failing_provider_cools_down_then_a_probe_closes_it(gw_retry, upstream
     upstream.set_default(Reply(), model="p")
     assert ask(gw, "openai", "m").status == 200
     assert wait_for_rows(gw, 6)[-1]["provider"] == "primary"
-    assert "primary" not in gw.app.gateway.cooldowns
+    assert not gw.app.gateway.breakers.is_open("primary")
     assert httpx.get(gw.origin + "/admin/cooldowns").json()["data"] == []
 
 

@@ -1,5 +1,5 @@
 """The stream translators of mlxgw/server/relays.py fed raw upstream bytes cut at awkward places, and the
-shared `attempts.relay` driving them (no server needed)."""
+shared `streaming.relay` driving them (no server needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 
 from mlxgw.backends.base import UpstreamTimeout
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
-from mlxgw.server import attempts
+from mlxgw.server import streaming
+from mlxgw.server.record import AuditRecord
 from mlxgw.server.relays import AnthropicRelay, AnthropicToOpenAIRelay, OpenAIRelay, OpenAIToAnthropicRelay
 from tests import conformance
 
@@ -97,15 +98,15 @@ async def test_relay_turns_a_mid_stream_timeout_into_the_dialect_error_event():
 
     finished = []
     gen = upstream()
-    first = await gen.__anext__()
-    row: dict = {}
+    rec = AuditRecord("req_x", "anthropic")
     tr = OpenAIToAnthropicRelay(OpenAIToAnthropicStream("msg_x", "claude"))
-    out = b"".join([c async for c in attempts.relay(first, gen, tr, row, lambda s, e: finished.append((s, e)))])
+    first = tr.feed(await gen.__anext__())  # what the client got before the timeout
+    out = b"".join([c async for c in streaming.relay(first, gen, tr, rec, lambda s, e: finished.append((s, e)))])
     assert out.rstrip().split(b"\n")[-2] == b"event: error"
     assert b'"type":"timeout_error"' in out
-    assert finished == [(200, "stream broke after 0 bytes sent to the client: "
+    assert finished == [(200, f"stream broke after {len(first)} bytes sent to the client: "
                               "provider 'up' timed out (idle timeout of 0.5s)")]
-    assert row["input_tokens"] is None
+    assert rec.input_tokens is None
 
 
 def test_anthropic_pass_through_holds_bytes_until_the_first_message_event():
@@ -132,7 +133,7 @@ async def test_a_stream_that_fails_before_any_content_is_an_upstream_error():
         yield b"data: {not json\n\n"
 
     with pytest.raises(UpstreamProtocolError, match="stream failed before any content"):
-        await attempts._prime(junk(), OpenAIRelay("up", "m", "id", 1, False), "up")
+        await streaming.prime(junk(), OpenAIRelay("up", "m", "id", 1, False), "up")
 
     raw = openai_stream()
 
@@ -142,6 +143,6 @@ async def test_a_stream_that_fails_before_any_content_is_an_upstream_error():
         yield raw[400:]
 
     gen = good()
-    first, ended = await attempts._prime(gen, OpenAIRelay("up", "m", "id", 1, False), "up")
+    first, ended = await streaming.prime(gen, OpenAIRelay("up", "m", "id", 1, False), "up")
     assert first.startswith(b"data: ") and b"[DONE]" not in first and not ended
     assert [c async for c in gen] == [raw[400:]]

@@ -13,7 +13,9 @@ import time
 import pytest
 
 from mlxgw.backends import local_profiles
+from mlxgw.backends.base import Timeouts
 from mlxgw.backends.http import HttpClient
+from mlxgw.kinds import OPENAI_CHAT
 from mlxgw.routing import Snapshot
 from mlxgw.supervisor import READY, STOPPED, EngineError, Supervisor
 from mlxgw.supervisor import memory
@@ -66,7 +68,7 @@ async def test_cold_start_then_ready_and_logged(env, fake):
     m = await sup.ensure_ready("loc", "a")
     assert m.state == READY and m.port and alive(m.proc.pid)
     assert "mlxgw starts:" in m.log_path.read_text() and "--served-model-name a" in m.log_path.read_text()
-    r = await m.client.openai.chat({"model": "a", "messages": []}, __import__("mlxgw").backends.base.Timeouts())
+    r = await m.client[OPENAI_CHAT].call(OPENAI_CHAT, {"model": "a", "messages": []}, Timeouts())
     assert r.body["choices"][0]["message"]["content"].startswith("echo")
     info = sup.describe(m)
     assert info["state"] == "ready" and info["pid"] == m.proc.pid and info["memory"] > 0

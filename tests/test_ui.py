@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlxgw.routing import Breakers
 from mlxgw.routing.snapshot import Snapshot
 from mlxgw.store.db import Store
 from mlxgw.store.state import current_revision, read_config
@@ -349,9 +350,11 @@ def test_ui_served_live(home, cli, tmp_path, browser):
         # Live state the server holds in memory: a supervisor's models, cooldowns.
         model = types.SimpleNamespace(provider="local", name="qwen-small", state="ready", port=40123, inflight=2,
                                       last_used_wall=time.time() - 5, error=None, retired=False)
-        saved = {k: getattr(gateway, k) for k in ("supervisor", "cooldowns") if hasattr(gateway, k)}
+        saved = {k: getattr(gateway, k) for k in ("supervisor", "breakers")}
         gateway.supervisor = types.SimpleNamespace(models={("local", "qwen-small"): model})
-        gateway.cooldowns = {"openai": time.time() + 25}
+        gateway.breakers = Breakers()
+        for _ in range(gateway.breakers.failures_to_open):
+            gateway.breakers.failure("openai", 25)
         try:
             r1 = httpx.get(gw.origin + "/ui")
             assert r1.status_code == 200 and r1.headers["content-type"].startswith("text/html")
@@ -399,11 +402,8 @@ def test_ui_served_live(home, cli, tmp_path, browser):
                 time.sleep(0.1)
             assert page._page is not built  # noqa: SLF001
         finally:
-            for k in ("supervisor", "cooldowns"):
-                if k in saved:
-                    setattr(gateway, k, saved[k])
-                else:
-                    delattr(gateway, k)
+            for k, v in saved.items():
+                setattr(gateway, k, v)
 
 
 def test_ui_audit_figures_come_from_a_background_query(home, cli, tmp_path, monkeypatch):

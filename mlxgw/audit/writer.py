@@ -32,6 +32,11 @@ class AuditWriter:
         self._stopping = False
         self.written = 0
 
+    @property
+    def pending(self) -> int:
+        """Rows queued and not yet written."""
+        return len(self._pending)
+
     def record(self, row: dict) -> None:
         """Queue one RequestLog row (a dict of its columns). Never blocks, never raises."""
         self._pending.append(row)

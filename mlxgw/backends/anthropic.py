@@ -1,29 +1,20 @@
-"""The adapter for Anthropic's cloud (kind `anthropic`) (BACK-05).
-
-Speaks the Messages API natively (`anthropic_native`): `messages` / `messages_stream` POST to
-`{base_url}/v1/messages`, `count_tokens` to `/v1/messages/count_tokens`; `chat` / `stream` are the same
-calls without client headers (the body is in Anthropic's dialect either way, see base.py).
+"""The adapter for Anthropic's cloud (kind `anthropic`) (BACK-05), and for the Messages API of local
+engines that serve it themselves (vllm-mlx). It speaks the "anthropic" wire: POST `{base_url}/v1/messages`,
+and `count_tokens` on `/v1/messages/count_tokens`.
 
 Upstream auth is only the provider's own key, as `x-api-key`; `anthropic-version: 2023-06-01` is always
 sent; of the client's headers only `anthropic-beta` (verbatim: Claude Code's bodies depend on it) and
 `anthropic-version` are passed on, and they can never replace the key. Extra `headers` from the config
 are sent too. Errors come back as UpstreamStatusError with the raw body, `retry-after` and the upstream
-`request-id`; 529 overloaded is a 5xx, so it fails over like any 5xx.
-
-Transport, timeouts and error classification are the OpenAI-compatible adapter's: the same shared aiohttp
-session, the same deadlines; only URLs and headers differ.
+`request-id`; 529 overloaded is a 5xx, so it fails over like any 5xx. Transport, timeouts and the error
+mapping are the shared `backends.http.Upstream`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-
-import aiohttp
-
-from mlxgw.backends.base import ChatResult, Timeouts, UpstreamProtocolError
-from mlxgw.backends.http import HttpClient
-from mlxgw.backends.openai_compat import OpenAICompatBackend, UpstreamStream
+from mlxgw.backends.base import Backend, ChatResult, Timeouts, UpstreamProtocolError, UpstreamStream
+from mlxgw.backends.http import HttpClient, Upstream
+from mlxgw.kinds import ANTHROPIC_MESSAGES
 
 ANTHROPIC_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"
@@ -36,9 +27,8 @@ def api_root(base_url: str | None) -> str:
     return root[:-3] if root.endswith("/v1") else root
 
 
-class AnthropicBackend(OpenAICompatBackend):
-    api = "anthropic"
-    anthropic_native = True
+class AnthropicBackend(Backend):
+    wires = frozenset({ANTHROPIC_MESSAGES})
 
     def __init__(self, name: str, kind: str, spec: dict, api_key: str | None, http: HttpClient):
         self.name = name
@@ -46,8 +36,6 @@ class AnthropicBackend(OpenAICompatBackend):
         self.base_url = api_root(spec.get("base_url"))
         self._messages_url = self.base_url + "/v1/messages"
         self._count_url = self._messages_url + "/count_tokens"
-        self._chat_url = self._messages_url
-        self._http = http
         headers = {"Content-Type": "application/json", "anthropic-version": ANTHROPIC_VERSION}
         for k, v in (spec.get("headers") or {}).items():
             headers[k] = v
@@ -56,7 +44,7 @@ class AnthropicBackend(OpenAICompatBackend):
         self._api_key = api_key
         self._headers = headers
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
-        self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._up = Upstream(http, name, self.base_url, self._json_as_stream)
 
     def _with(self, base: dict, client: dict | None) -> dict:
         """`base` plus the client's anthropic-* headers; the provider key always wins."""
@@ -71,29 +59,19 @@ class AnthropicBackend(OpenAICompatBackend):
             out["x-api-key"] = self._api_key
         return out
 
-    async def health(self) -> bool:
-        try:
-            async with asyncio.timeout(5):
-                async with self._http.session.get(self.base_url + "/v1/models", headers=self._headers) as r:
-                    return r.status < 500
-        except (aiohttp.ClientError, TimeoutError, OSError):
-            return False
+    async def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
+        if wire != ANTHROPIC_MESSAGES:
+            raise self.unspoken(wire)
+        return await self._up.post(self._messages_url, body, t, self._with(self._headers, headers))
 
-    async def messages(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
-        return await self._post(self._messages_url, body, t, self._with(self._headers, headers))
-
-    def messages_stream(self, body: dict, t: Timeouts, headers: dict | None = None) -> AsyncIterator[bytes]:
-        return UpstreamStream(self, self._messages_url, body, t, self._with(self._stream_headers, headers))
+    def stream(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> UpstreamStream:
+        if wire != ANTHROPIC_MESSAGES:
+            raise self.unspoken(wire)
+        return self._up.post_stream(self._messages_url, body, t, self._with(self._stream_headers, headers))
 
     async def count_tokens(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
         """POST /v1/messages/count_tokens: {"input_tokens": N}."""
-        return await self._post(self._count_url, body, t, self._with(self._headers, headers))
-
-    async def chat(self, body: dict, t: Timeouts) -> ChatResult:
-        return await self.messages(body, t)
-
-    def stream(self, body: dict, t: Timeouts) -> AsyncIterator[bytes]:
-        return self.messages_stream(body, t)
+        return await self._up.post(self._count_url, body, t, self._with(self._headers, headers))
 
     def _json_as_stream(self, raw: bytes) -> bytes:
         raise UpstreamProtocolError(self.name, f"provider '{self.name}' answered a stream request with a JSON body")

@@ -1,26 +1,32 @@
 """The backend adapter contract (BACK-01) and the failures a backend reports.
 
-Every backend (a cloud API or a local engine) is one object with five coroutines:
+A backend (a cloud API or a local engine) declares the wires it speaks (`wires`, a set of names from
+`mlxgw.kinds`: "openai" chat completions, "anthropic" messages) and has one call entry per operation:
 
-    await start()                 get ready to serve (a local engine launches its process; a cloud
-                                  adapter has nothing to do). Idempotent.
-    await stop()                  release what start() took. Idempotent; never cuts a request in flight
-                                  for cloud adapters (they own no connection: the HTTP client is shared).
-    await health() -> bool        cheap liveness probe of the upstream.
-    await chat(body, timeouts) -> ChatResult
-                                  one non-streaming request; `body` is already in the backend's dialect
-                                  and carries the backend's model name. Returns the decoded JSON body.
-    stream(body, timeouts) -> AsyncIterator[bytes]
-                                  an async generator of the raw response body chunks as they arrive
-                                  (server-sent events for OpenAI-compatible backends). Everything that can
-                                  fail before the first byte (connect, HTTP status, first-token timeout)
-                                  is raised by the first `__anext__()`, so the caller can still fail over
-                                  or answer with a real status; later failures are raised mid-iteration.
-                                  The caller must `aclose()` it when it stops early. It may carry
-                                  `request_id` (the upstream's), set once the first chunk arrived.
+    await call(wire, body, timeouts, headers=None) -> ChatResult
+                                  one non-streaming request on `wire`; `body` is already in that wire's
+                                  shape and carries the backend's model name. Returns the decoded JSON body.
+    stream(wire, body, timeouts, headers=None) -> UpstreamStream
+                                  an async iterator of the raw response body chunks as they arrive
+                                  (server-sent events). Everything that can fail before the first byte
+                                  (connect, HTTP status, first-token timeout) is raised by the first
+                                  `__anext__()`, so the caller can still fail over or answer with a real
+                                  status; later failures are raised mid-iteration. The caller must
+                                  `aclose()` it when it stops early. Its `request_id` (the upstream's) is
+                                  set once the first chunk arrived.
+    await count_tokens(body, timeouts, headers=None) -> ChatResult
+                                  Anthropic's /v1/messages/count_tokens, on backends that speak "anthropic".
+
+`headers` are the client's `anthropic-*` request headers (`anthropic-beta` verbatim, `anthropic-version`)
+when an Anthropic client's request passes through: a cloud forwards them, a local engine may ignore them;
+auth always comes from the provider, never from them. `chat_target` says how this backend's chat
+completions differ from the common ground (OpenAI's own cloud takes `role: developer` and
+`max_completion_tokens`; compatible servers get `system` and `max_tokens`). `supervisor` is set on local
+engines only: the attempt loop asks it how cold a model is.
 
 Failures are reported only as the UpstreamError subclasses below, never as a transport library's own
-exceptions, so the server and the failover policy classify them without knowing the transport:
+exceptions (the one mapping is in `backends/http.py`), so the server and the failover policy classify
+them without knowing the transport:
 
     UpstreamError                 base; `provider` names the backend
     ├── UpstreamConnectError      could not connect, or the connection dropped before any response
@@ -28,24 +34,6 @@ exceptions, so the server and the failover policy classify them without knowing 
     ├── UpstreamStatusError       the upstream answered an HTTP error: `status`, raw `body`, `retry_after`,
     │                             `request_id` (the upstream's, when it sent one)
     └── UpstreamProtocolError     the upstream answered 2xx with a body that cannot be used
-
-Dialects. `api` names the dialect `chat`/`stream` speak ("openai" or "anthropic"). Backends that speak
-Anthropic's Messages API natively (the Anthropic cloud adapter, the local engine vllm-mlx) set
-`anthropic_native = True` and also provide
-
-    await messages(body, timeouts, headers=None) -> ChatResult
-    messages_stream(body, timeouts, headers=None) -> AsyncIterator[bytes]
-
-with the contract of `chat`/`stream`, on `/v1/messages` (the stream is Anthropic's named SSE events).
-They may also provide `await count_tokens(body, timeouts, headers=None) -> ChatResult` (/v1/messages/
-count_tokens); without it the server answers count_tokens with its own estimate.
-`headers` are the client's `anthropic-*` request headers (`anthropic-beta` verbatim, `anthropic-version`):
-a cloud forwards them, a local engine may ignore them; auth always comes from the provider, never from
-them. The server sends an Anthropic client's request there untranslated (only `model` rewritten) and an
-OpenAI client's request translated; every other backend (`anthropic_native = False`) gets OpenAI bodies
-on `chat`/`stream`, translated from Anthropic when the client spoke Anthropic. An OpenAI-dialect backend
-that accepts `role: developer` sets `developer_role = True` (OpenAI's cloud); the others get such
-messages as `system`.
 
 Adapters hold no per-request state and never build an HTTP client per request: they use the one shared
 client handed to them at construction.
@@ -56,6 +44,8 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+
+from mlxgw.dialects.openai import COMPATIBLE, ChatTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,25 +98,50 @@ class UpstreamProtocolError(UpstreamError):
     pass
 
 
+class UpstreamStream:
+    """What `stream()` returns: the chunks of an async generator, plus `request_id`, the upstream's
+    request id, which the generator sets once the response has started."""
+
+    __slots__ = ("_gen", "request_id")
+
+    def __init__(self):
+        self.request_id: str | None = None
+        self._gen: AsyncIterator[bytes] | None = None
+
+    def attach(self, gen) -> UpstreamStream:
+        self._gen = gen
+        return self
+
+    def __aiter__(self) -> UpstreamStream:
+        return self
+
+    def __anext__(self):
+        return self._gen.__anext__()
+
+    def aclose(self):
+        return self._gen.aclose()
+
+
 class Backend(abc.ABC):
     """Base of every adapter; see the module docstring for the contract."""
 
     name: str
-    api: str  # the dialect the backend speaks: "openai" | "anthropic"
-    anthropic_native: bool = False  # True: also messages()/messages_stream() on /v1/messages
-    developer_role: bool = False  # True: `role: developer` is sent as is, else as `system`
+    kind: str
+    wires: frozenset[str] = frozenset()
+    chat_target: ChatTarget = COMPATIBLE
+    supervisor = None  # local engines: the mlxgw.supervisor.Supervisor that runs their models
 
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    @abc.abstractmethod
-    async def health(self) -> bool: ...
+    def unspoken(self, wire: str) -> UpstreamProtocolError:
+        """The error for a call on a wire this backend does not speak (a wiring bug, reported as an
+        unusable upstream rather than a crash)."""
+        return UpstreamProtocolError(self.name, f"provider '{self.name}' ({self.kind}) does not speak the "
+                                                f"'{wire}' API")
 
     @abc.abstractmethod
-    async def chat(self, body: dict, timeouts: Timeouts) -> ChatResult: ...
+    async def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult: ...
 
     @abc.abstractmethod
-    def stream(self, body: dict, timeouts: Timeouts) -> AsyncIterator[bytes]: ...
+    def stream(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> UpstreamStream: ...
+
+    async def count_tokens(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
+        raise self.unspoken("anthropic")

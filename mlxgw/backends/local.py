@@ -1,28 +1,26 @@
 """What every local engine adapter shares (BACK-02, BACK-03): requests reach a running engine through the
-OpenAI-compatible adapter pointed at its port; the supervisor starts the engine first.
+HTTP adapters of the wires it speaks, pointed at its port; the supervisor starts the engine first.
 
-A LocalBackend serves every model of one provider. Its `chat()`/`stream()` take a lease on the model
+A LocalBackend serves every model of one provider. Its `call()`/`stream()` take a lease on the model
 (`Supervisor.lease`: start it if cold, count the request in flight), apply the model's request defaults,
-and hand the body to the engine's client: an `OpenAICompatBackend` built once per engine start, never per
+and hand the body to the engine's client for that wire: an `OpenAICompatBackend` (and, for engines that
+serve Anthropic's Messages API themselves, an `AnthropicBackend`) built once per engine start, never per
 request. Timeouts start when the engine is ready, so a cold start counts in the time to first byte but not
 against the first-token timeout. A stream holds its lease until it ends or the caller closes it; closing
 it (a client that went away) closes the upstream request, so the engine stops generating.
-
-Engines that also speak Anthropic's Messages API (vllm-mlx) make the backend `anthropic_native`: its
-`messages(body, timeouts, headers)` / `messages_stream(...)` go, under the same lease, through the
-Anthropic adapter pointed at the engine (see base.py for the contract).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
+from mlxgw import kinds
 from mlxgw.backends.anthropic import AnthropicBackend
-from mlxgw.backends.base import Backend, ChatResult, Timeouts, UpstreamConnectError, UpstreamProtocolError
+from mlxgw.backends.base import Backend, ChatResult, Timeouts, UpstreamConnectError, UpstreamStream
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.openai_compat import OpenAICompatBackend
+from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from mlxgw.supervisor import EngineProfile, ManagedModel, Supervisor
 
 # Request fields a model's `defaults` may fill, and the fields that already set the same limit.
@@ -34,29 +32,22 @@ class _Redial(Exception):
     """The engine dropped the request before answering: lease the model again and resend once."""
 
 
-@dataclass(frozen=True, slots=True)
-class EngineClients:
-    """The HTTP adapters of one running engine."""
-
-    openai: OpenAICompatBackend
-    messages: AnthropicBackend | None = None  # engines with a native /v1/messages
-
-
 class LocalProfile(EngineProfile):
-    """An EngineProfile whose clients are the OpenAI-compatible adapter, plus the Anthropic adapter when
-    the engine serves /v1/messages itself."""
-
-    anthropic_native = False
+    """An EngineProfile whose clients are the HTTP adapters of the wires its kind speaks (from the
+    provider-kind registry), keyed by wire."""
 
     def __init__(self, http: HttpClient):
         self.http = http
+        self.wires = kinds.get(self.kind).wires
 
-    def make_client(self, m: ManagedModel) -> EngineClients:
-        openai = OpenAICompatBackend(m.provider, "openai-compatible", {"base_url": m.base_url + "/v1"}, None,
-                                     self.http)
-        messages = AnthropicBackend(m.provider, "anthropic", {"base_url": m.base_url}, None, self.http) \
-            if self.anthropic_native else None
-        return EngineClients(openai, messages)
+    def make_client(self, m: ManagedModel) -> dict[str, Backend]:
+        clients: dict[str, Backend] = {
+            OPENAI_CHAT: OpenAICompatBackend(m.provider, "openai-compatible", {"base_url": m.base_url + "/v1"},
+                                             None, self.http)}
+        if ANTHROPIC_MESSAGES in self.wires:
+            clients[ANTHROPIC_MESSAGES] = AnthropicBackend(m.provider, "anthropic", {"base_url": m.base_url},
+                                                           None, self.http)
+        return clients
 
     def base_args(self, m: ManagedModel) -> list[str]:
         return list(m.launch.args)
@@ -86,24 +77,20 @@ class LocalBackend(Backend):
     """The adapter of one local-engine provider; see the module docstring. The supervisor outlives
     config reloads; this object is rebuilt with each Runtime and holds nothing but references."""
 
-    api = "openai"
-    profile_class: type[LocalProfile] = LocalProfile
-
-    def __init__(self, name: str, kind: str, spec: dict, http: HttpClient, supervisor: Supervisor):
+    def __init__(self, name: str, kind: str, spec: dict, api_key: str | None, http: HttpClient,
+                 supervisor: Supervisor | None):
+        if supervisor is None:
+            raise ValueError(f"provider '{name}' (kind {kind}) needs the gateway's engine supervisor")
         self.name = name
         self.kind = kind
         self.supervisor = supervisor
         self.profile = supervisor.profiles[kind]
-        self.anthropic_native = self.profile.anthropic_native
-
-    async def health(self) -> bool:
-        return True  # engines start on demand: the provider is healthy while the gateway is
+        self.wires = self.profile.wires
 
     # An engine that died since the supervisor last looked (or a connection it dropped while its
     # process was going away) shows up as a connect error before any byte. The request then leases the
     # model again, which notices the crash and restarts the engine, and is sent once more: a crashed
     # engine is restarted by the next request instead of failing it.
-
     async def _call(self, body: dict, send) -> ChatResult:
         try:
             return await self._send_once(body, send)
@@ -143,30 +130,35 @@ class LocalBackend(Backend):
                     await chunks.aclose()
             await asyncio.sleep(_REDIAL_PAUSE)
 
-    async def chat(self, body: dict, timeouts: Timeouts) -> ChatResult:
+    def _client(self, m: ManagedModel, wire: str) -> Backend:
+        client = m.client.get(wire)
+        if client is None:
+            raise self.unspoken(wire)
+        return client
+
+    async def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
+        if wire not in self.wires:
+            raise self.unspoken(wire)
+
         async def send(m, filled):
-            return self.profile.fix_result(filled, await m.client.openai.chat(filled, timeouts))
+            result = await self._client(m, wire).call(wire, filled, t, headers)
+            return self.profile.fix_result(filled, result) if wire == OPENAI_CHAT else result
 
         return await self._call(body, send)
 
-    def stream(self, body: dict, timeouts: Timeouts) -> AsyncIterator[bytes]:
-        return self._relay(body, lambda m, filled: self.profile.fix_stream(filled, m.client.openai.stream(filled, timeouts)))
+    def stream(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> UpstreamStream:
+        if wire not in self.wires:
+            raise self.unspoken(wire)
 
-    # --- Anthropic Messages, for engines that speak it natively ---------------------------------------
+        def open_stream(m, filled):
+            chunks = self._client(m, wire).stream(wire, filled, t, headers)
+            return self.profile.fix_stream(filled, chunks) if wire == OPENAI_CHAT else chunks
 
-    async def messages(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> ChatResult:
-        """POST /v1/messages on the engine (its `anthropic-*` headers passed on as to a cloud)."""
-        async def send(m, filled):
-            return await self._messages_client(m).messages(filled, timeouts, headers)
+        return UpstreamStream().attach(self._relay(body, open_stream))
 
-        return await self._call(body, send)
-
-    def messages_stream(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> AsyncIterator[bytes]:
-        return self._relay(body, lambda m, filled: self._messages_client(m).messages_stream(filled, timeouts, headers))
-
-    def _messages_client(self, m: ManagedModel) -> AnthropicBackend:
-        if m.client.messages is None:
-            # The server only sends Messages to `anthropic_native` backends; reaching here is a wiring bug,
-            # reported as an unusable upstream rather than a crash.
-            raise UpstreamProtocolError(self.name, f"provider '{self.name}' ({self.kind}) does not speak Anthropic's Messages API")
-        return m.client.messages
+    async def count_tokens(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
+        """POST /v1/messages/count_tokens on the engine (started if cold, like any request)."""
+        if ANTHROPIC_MESSAGES not in self.wires:
+            raise self.unspoken(ANTHROPIC_MESSAGES)
+        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
+            return await self._client(m, ANTHROPIC_MESSAGES).count_tokens(body, t, headers)

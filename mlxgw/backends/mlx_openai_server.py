@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from mlxgw.backends.base import ChatResult
-from mlxgw.backends.local import LocalBackend, LocalProfile
+from mlxgw.backends.local import LocalProfile
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 from mlxgw.supervisor import ManagedModel
@@ -110,7 +110,3 @@ class MlxOpenAIServerProfile(LocalProfile):
             return obj
         out.append(b"data: " + data + b"\n\n")
         return None
-
-
-class MlxOpenAIServerBackend(LocalBackend):
-    pass

@@ -4,7 +4,7 @@
 
 Ready when GET /health answers 200 with `"model_loaded": true`. It requires `model` in every request (the
 gateway always sends the served name). It serves /v1/messages itself, streaming too, so Anthropic
-requests go there untranslated (`anthropic_native`).
+requests go there untranslated (its kind speaks both wires, see mlxgw.kinds).
 
 Its default engine (SimpleEngine) answers 503 `text_generation_busy` to a request that arrives while
 another one generates; the gateway starts it with VLLM_MLX_SIMPLE_ENGINE_LOCK_ADMISSION=wait so
@@ -13,8 +13,7 @@ concurrent requests queue instead (the provider's `env` can set it back to fail_
 
 from __future__ import annotations
 
-from mlxgw.backends.base import ChatResult, Timeouts
-from mlxgw.backends.local import LocalBackend, LocalProfile
+from mlxgw.backends.local import LocalProfile
 from mlxgw.dialects.jsonfast import DecodeError, loads
 from mlxgw.supervisor import ManagedModel
 from mlxgw.supervisor.memory import MIB
@@ -24,7 +23,6 @@ class VllmMlxProfile(LocalProfile):
     kind = "vllm-mlx"
     executable = "vllm-mlx"
     overhead = 160 * MIB  # measured: 124 to 139 MiB, one process, with a tiny model
-    anthropic_native = True
     env = {"VLLM_MLX_SIMPLE_ENGINE_LOCK_ADMISSION": "wait"}
 
     def command_line(self, m: ManagedModel, port: int) -> list[str]:
@@ -39,10 +37,3 @@ class VllmMlxProfile(LocalProfile):
         except DecodeError:
             return False
         return isinstance(data, dict) and data.get("model_loaded") is True
-
-
-class VllmMlxBackend(LocalBackend):
-    async def count_tokens(self, body: dict, timeouts: Timeouts, headers: dict | None = None) -> ChatResult:
-        """POST /v1/messages/count_tokens on the engine (started if cold, like any request)."""
-        async with self.supervisor.lease(self.name, body.get("model") or "") as m:
-            return await self._messages_client(m).count_tokens(body, timeouts, headers)

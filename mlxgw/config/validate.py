@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import re
 
+from mlxgw import kinds
 from mlxgw.config.loader import Document
 from mlxgw.config.schema import validator
 from mlxgw.errors import Problem
 
-LOCAL_KINDS = frozenset({"mlx-openai-server", "vllm-mlx"})
-REMOTE_KINDS = frozenset({"openai", "anthropic", "openai-compatible"})
 ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SECRET_FIELDS = {"api_key", "headers", "env"}
 
@@ -168,7 +167,8 @@ def _provider_problems(doc: Document, i: int, p: dict, offline: bool, environ) -
     out = []
     kind = p.get("kind")
     at = ("providers", i)
-    local = kind in LOCAL_KINDS
+    local = kinds.is_local(kind)
+    remote = kind in kinds.KINDS and not local
     if local:
         if "base_url" in p:
             out.append(doc.problem(at + ("base_url",), "local engines get a port from the gateway; remove base_url"))
@@ -177,7 +177,7 @@ def _provider_problems(doc: Document, i: int, p: dict, offline: bool, environ) -
         for field in ("api_key", "organization", "project"):
             if field in p:
                 out.append(doc.problem(at + (field,), f"'{field}' applies only to cloud providers"))
-    elif kind in REMOTE_KINDS:
+    elif remote:
         if kind == "openai-compatible" and "base_url" not in p:
             out.append(doc.problem(at, "kind openai-compatible needs a base_url, e.g. http://127.0.0.1:8000/v1"))
         for field in ("command", "args", "env", "max_loaded"):
@@ -188,7 +188,7 @@ def _provider_problems(doc: Document, i: int, p: dict, offline: bool, environ) -
         mat = at + ("models", j)
         if local and "path" not in m:
             out.append(doc.problem(mat, "missing required field 'path' (the model directory)"))
-        if not local and kind in REMOTE_KINDS:
+        if remote:
             for field in ("path", "idle_ttl", "start_timeout", "args"):
                 if field in m:
                     out.append(doc.problem(mat + (field,), f"'{field}' applies only to local engines"))
@@ -232,7 +232,7 @@ def _target_problem(target: str, providers: dict[str, dict]) -> str | None:
     if not model:
         return None
     declared = model_names(p)
-    if (p.get("kind") in LOCAL_KINDS or declared) and model not in declared:
+    if (kinds.is_local(p.get("kind")) or declared) and model not in declared:
         return f"provider '{pname}' has no model '{model}' (models: {', '.join(sorted(declared)) or 'none'})"
     return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 
@@ -36,6 +37,21 @@ class RequestError(ValueError):
         self.message = message
         self.param = param
         self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTarget:
+    """What an OpenAI chat-completions backend accepts. OpenAI proper takes `role: developer`, wants
+    `max_completion_tokens` and at most 4 stop sequences; many compatible servers (and local engines' chat
+    templates) know only `system` and `max_tokens`."""
+
+    max_tokens_field: str = "max_tokens"
+    max_stop: int | None = None
+    developer_role: bool = False
+
+
+COMPATIBLE = ChatTarget()
+OPENAI_PROPER = ChatTarget(max_tokens_field="max_completion_tokens", max_stop=4, developer_role=True)
 
 
 # --- requests -----------------------------------------------------------------------------------

@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mlxgw import kinds
 from mlxgw.backends.base import Timeouts
 from mlxgw.config import durations
 from mlxgw.routing.policy import DEFAULT_COOLDOWN, RetryPolicy
 
 DEFAULT_TIMEOUTS = Timeouts()
-LOCAL_KINDS = frozenset({"mlx-openai-server", "vllm-mlx"})
 
 
 def merge_timeouts(base: Timeouts, overrides: dict | None) -> Timeouts:
@@ -54,7 +54,7 @@ class Provider:
 
     @property
     def local(self) -> bool:
-        return self.kind in LOCAL_KINDS
+        return kinds.is_local(self.kind)
 
     def resolve(self, model: str) -> str:
         return self.aliases.get(model, model)

@@ -48,7 +48,7 @@ class _Admin:
                 if token is None or hashlib.sha256(token.encode()).hexdigest() not in self.gw.key_hashes:
                     raise ApiError.of(403, "The admin API answers loopback clients, or clients with a gateway key.",
                                       code="forbidden", type="permission_error")
-        sup = getattr(self.gw, "supervisor", None)
+        sup = self.gw.supervisor
         if sup is None:
             raise ApiError.of(503, "This gateway runs no local engines.", code="no_supervisor")
         return sup
@@ -74,7 +74,7 @@ class AdminModels(_Admin):
         _json(resp, {"object": "list", "data": data, "budget": sup.budget,
                      "estimated_in_use": sum(d["estimate"]["total"] for d in data
                                              if d["state"] in ("starting", "ready", "stopping")),
-                     "cooldowns": self.gw.cooldowns.describe()})
+                     "cooldowns": self.gw.breakers.describe()})
 
 
 class AdminCooldowns(_Admin):
@@ -84,7 +84,7 @@ class AdminCooldowns(_Admin):
         except ApiError as exc:
             if exc.status != 503:  # a gateway without local engines still has cooldowns
                 raise
-        _json(resp, {"object": "list", "data": self.gw.cooldowns.describe()})
+        _json(resp, {"object": "list", "data": self.gw.breakers.describe()})
 
 
 class AdminModelStart(_Admin):

@@ -13,6 +13,7 @@ from mlxgw.server.admin import add_routes as add_admin_routes
 from mlxgw.server.chat import ChatCompletions
 from mlxgw.server.config import ServerConfig
 from mlxgw.server.gateway import Gateway
+from mlxgw.server.inference import Inference
 from mlxgw.server.lifespan import Lifespan
 from mlxgw.server.messages import CountTokens, Messages
 from mlxgw.server.middleware import RequestContext
@@ -43,8 +44,8 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     app = GatewayApp(middleware=[lifespan, RequestContext(gateway)], cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
-    app.add_route("/v1/chat/completions", ChatCompletions(gateway))
-    app.add_route("/v1/messages", Messages(gateway))
+    app.add_route("/v1/chat/completions", Inference(gateway, ChatCompletions()))
+    app.add_route("/v1/messages", Inference(gateway, Messages()))
     app.add_route("/v1/messages/count_tokens", CountTokens(gateway))
     app.add_route("/v1/models", Models(gateway))
     app.add_route("/health", Health(gateway))

@@ -1,57 +1,33 @@
-"""The attempt loop and the stream relay, shared by every client dialect (/v1/chat/completions,
-/v1/messages).
-
-`run()` walks a route's ordered targets (`routing.policy` says when to go on). Per target:
-- a provider cooling down (its circuit breaker is open) is skipped, unless every target is;
-- a local target that is not loaded is checked against the route's `max_wait` / `on_cold`: when its
-  expected start (the median of its past starts) is longer than `max_wait`, or it is not ready within
-  `max_wait`, the request moves on at once while the model keeps loading in the background (or, with
-  `on_cold: retry_later`, the client is told when to come back);
-- the resource's `send(backend, backend_model, timeouts)` makes the call in whatever wire the pair needs
-  (pass-through or translated: the resource decides, and records `row["backend_api"]`); for a stream the
-  first chunk is awaited, so every failure before the first byte reaches the client can still move on;
-- a failure that `fails_over` is retried on the same target per the provider's RetryPolicy (backoff with
-  jitter, `retry-after` honoured up to `max_backoff`), then counted against its breaker, then the next
-  target is tried. Any other failure (a client error the next target would repeat) ends the loop.
-`Failed` carries the last error out, with every attempt, and the resource answers it in its client's
-dialect. `send` may raise the resource's own ApiError (a request that cannot be translated): that is the
-client's fault and ends the loop at once. Every attempt (target, outcome, duration) lands in
-`row["attempts_detail"]`; `row["failovers"]` counts the moves to a next target.
-
-`relay()` streams an answer to the client: each upstream read goes through a `Translator` (feed bytes,
-get bytes) and out as one write, so nothing is buffered. It notices a client that went away (status 499,
-upstream closed at the next chunk), turns a mid-stream upstream failure into the translator's error
-event (the stream line: past the first byte there is no failover), records in the audit row that the
-stream broke and after how many bytes, and completes the row once the stream is over.
-"""
-
 from __future__ import annotations
 
-import abc
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from mlxgw.backends.base import (
-    Backend, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError,
+    Backend, ChatResult, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError,
+    UpstreamStream,
 )  # fmt: skip
 from mlxgw.dialects import openai as oa
 from mlxgw.routing import Route, Target
 from mlxgw.routing.policy import ColdTarget, ModelLoading, fails_over, outcome, retryable
+from mlxgw.server.dialect import Dialect, Exchange, Leg, Pair
+from mlxgw.server.record import AuditRecord
+from mlxgw.server.streaming import Translator, prime
 
 
 class Failed(Exception):
     """Every target failed before the first byte; `error` is the last failure, `attempts` the audit
-    row's list of attempts."""
+    record's list of attempts, `pair` the dialect's pair the last call went through (None: no backend
+was called), whose wire shapes the upstream's error body."""
 
-    def __init__(self, error: UpstreamError, attempts: list[dict] | None = None, route: str | None = None):
+    def __init__(self, error: UpstreamError, attempts: list[dict] | None = None, route: str | None = None,
+                 pair: Pair | None = None):
         super().__init__(error.message)
         self.error = error
         self.attempts = attempts or []
         self.route = route
+        self.pair = pair
 
     @property
     def summary(self) -> str | None:
@@ -67,16 +43,12 @@ class Failed(Exception):
 class Answer:
     target: Target
     backend: Backend
-    backend_model: str
-    result: Any  # the ChatResult of a non-streaming call
-    first: bytes | None  # a stream's first chunk
-    chunks: AsyncIterator[bytes] | None
-    context: Any  # what `send` returned next to the call (e.g. the tool-name map of a translation)
-    translator: Any = None  # the stream's Translator, when `run` got a factory: `first` is then client bytes
+    leg: Leg
+    result: ChatResult | None = None  # a non-streamed answer
+    first: bytes = b""  # a stream's first client bytes (out of `translator`)
+    chunks: UpstreamStream | None = None  # the rest of the upstream stream
+    translator: Translator | None = None
     ended: bool = False  # the upstream stream already ended while `run` read up to its first content
-
-
-Send = Callable[[Backend, str, Any], Awaitable[tuple[Any, Any]]]
 
 
 def _describe(exc: UpstreamError) -> str:
@@ -146,58 +118,58 @@ async def _cold(backend, backend_model: str, route: Route, later: bool) -> Upstr
                                     f"is {max_wait:g}s); it keeps loading in the background")
 
 
-async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, send: Send,
-              translator: Callable[[Target, str, Any], Translator] | None = None) -> Answer:
-    """The first answer of the route's targets (see the module docstring). Fills the row's attempts,
-    attempts_detail, failovers, provider, backend_model and ttfb_ms. For a stream, `translator(target,
-    backend_model, context)` makes the stream's Translator (called after `send`): the upstream is read
-    until it has produced the first bytes for the client, so a stream that breaks before any content
-    still fails over."""
+async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, dialect: Dialect) -> Answer:
+    """The first answer of the route's targets (see the module docstring). Fills the record's attempts,
+    attempts_detail, failovers, provider, backend_model, backend_api and ttfb_ms."""
     snap = rt.snapshot
     breakers = rt.breakers
     notes: list[dict] = []
-    row["attempts_detail"] = notes
+    rec.attempts_detail = notes
     error: UpstreamError | None = None
+    last: Pair | None = None
     for target, later in _order(route.targets, rt, notes):
-        row["failovers"] = len({n["target"] for n in notes if n["target"] != target.label})  # targets before it
+        rec.failovers = len({n["target"] for n in notes if n["target"] != target.label})  # targets before it
         backend = rt.backends.get(target.provider)
-        backend_model = snap.backend_model(target, model)
-        row["provider"], row["backend_model"] = target.provider, backend_model
+        backend_model = snap.backend_model(target, ex.model)
+        rec.provider, rec.backend_model = target.provider, backend_model
         provider = snap.providers.get(target.provider)
-        if backend is None:
+        pair = dialect.pair_for(backend) if backend is not None else None
+        if pair is None:
             reason = rt.unavailable.get(target.provider) or f"provider '{target.provider}' is not configured"
+            if backend is not None:
+                reason = f"provider '{target.provider}' speaks none of the APIs a {dialect.wire} client can be served in"
             error = UpstreamConnectError(target.provider, reason)
             notes.append({"target": target.label, "outcome": "unavailable", "ms": 0.0, "error": reason})
-            row["attempts"] = _tries(notes)
+            rec.attempts = _tries(notes)
             continue
-        if route.on_cold != "wait" and getattr(backend, "supervisor", None) is not None:
+        if route.on_cold != "wait" and backend.supervisor is not None:
             began = time.perf_counter()
             cold = await _cold(backend, backend_model, route, later)
             if cold is not None:
                 notes.append({"target": target.label, "outcome": outcome(cold),
                               "ms": round((time.perf_counter() - began) * 1000, 1), "error": cold.message})
-                row["attempts"] = _tries(notes)
+                rec.attempts = _tries(notes)
                 if isinstance(cold, ModelLoading):
-                    raise Failed(cold, notes, route.key)
+                    raise Failed(cold, notes, route.key, last)
                 error = cold
                 continue
+        leg = pair.leg(ex, backend, backend_model)
+        rec.backend_api = wire = pair.wire
+        last = pair
         policy = provider.retry if provider is not None else None
         tries = 1 + (policy.attempts if policy is not None else 0)
         for n in range(1, tries + 1):
             began = time.perf_counter()
-            row["attempts"] = _tries(notes) + 1
+            rec.attempts = _tries(notes) + 1
             try:
-                call, context = await send(backend, backend_model, target.timeouts)
-                first, tr, ended = None, None, False
-                if stream and translator is not None:
-                    tr = translator(target, backend_model, context)
-                    first, ended = await _prime(call, tr, target.provider)
-                elif stream:
-                    try:
-                        first = await call.__anext__()
-                    except StopAsyncIteration:
-                        raise UpstreamProtocolError(target.provider,
-                                                    f"provider '{target.provider}' sent an empty stream") from None
+                if ex.stream:
+                    chunks = backend.stream(wire, leg.body, target.timeouts, leg.headers)
+                    tr = pair.translator(ex, leg, target.provider)
+                    first, ended = await prime(chunks, tr, target.provider)
+                    answer = Answer(target, backend, leg, None, first, chunks, tr, ended)
+                else:
+                    answer = Answer(target, backend, leg, await backend.call(wire, leg.body, target.timeouts,
+                                                                             leg.headers))
             except UpstreamError as exc:
                 error = exc
                 note = {"target": target.label, "outcome": outcome(exc),
@@ -207,9 +179,9 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
                 notes.append(note)
                 if not fails_over(exc):
                     breakers.success(target.provider)  # it answered: a client error is not its failure
-                    raise Failed(exc, notes, route.key) from None
+                    raise Failed(exc, notes, route.key, pair) from None
                 if n < tries and retryable(exc):
-                    delay = policy.delay(n, getattr(exc, "retry_after", None))
+                    delay = policy.delay(n, exc.retry_after if isinstance(exc, UpstreamStatusError) else None)
                     if delay is not None:
                         await asyncio.sleep(delay)
                         continue
@@ -218,117 +190,8 @@ async def run(rt, route: Route, model: str, row: dict, t0: float, stream: bool, 
             breakers.success(target.provider)
             notes.append({"target": target.label, "outcome": "ok",
                           "ms": round((time.perf_counter() - began) * 1000, 1)})
-            row["ttfb_ms"] = (time.perf_counter() - t0) * 1000
-            if stream:
-                return Answer(target, backend, backend_model, None, first, call, context, tr, ended)
-            return Answer(target, backend, backend_model, call, None, None, context)
+            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+            return answer
     if error is None:
         error = UpstreamConnectError(route.key, f"route '{route.key}' has no target")
-    raise Failed(error, notes, route.key)
-
-
-async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
-    """The next upstream chunk, None at the end of the stream."""
-    try:
-        return await chunks.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
-async def _prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> tuple[bytes, bool]:
-    """Read the upstream stream until the translator has bytes for the client (the stream line): the
-    first client bytes, and whether the upstream stream is over. A stream that fails or ends before it
-    produced any content (dropped, malformed, an error event first, empty) raises an UpstreamError, so
-    the request can still fail over."""
-    while True:
-        chunk = await _next(call)
-        out = tr.feed(chunk) if chunk is not None else tr.end()
-        if tr.error:
-            with contextlib.suppress(Exception):
-                await call.aclose()
-            raise UpstreamProtocolError(provider, f"provider '{provider}' stream failed before any content: "
-                                                  f"{tr.error}")
-        if chunk is None and not out:
-            raise UpstreamProtocolError(provider, f"provider '{provider}' sent an empty stream")
-        if out or tr.finished or chunk is None:
-            return out, tr.finished or chunk is None
-
-
-class Translator(abc.ABC):
-    """What `relay` needs from a stream translator (one per response).
-
-    feed(chunk) -> bytes     raw upstream bytes in, client bytes out (possibly b"")
-    end() -> bytes           the upstream ended (EOF): the closing events, or an error event when the
-                             stream was cut before it finished
-    failed(exc) -> bytes     the error event for an UpstreamError raised mid-stream
-    finished                 True once nothing more is wanted from the upstream ([DONE], an error...)
-    error                    why the stream failed, for the audit row (None: it did not)
-    tokens()                 (input, output, cached) for the audit row
-    """
-
-    finished: bool = False
-    error: str | None = None
-
-    @abc.abstractmethod
-    def feed(self, chunk: bytes) -> bytes:
-        """Raw upstream bytes in, client bytes out."""
-
-    @abc.abstractmethod
-    def end(self) -> bytes:
-        """The upstream ended: closing events, or an error event if it was cut."""
-
-    @abc.abstractmethod
-    def failed(self, exc: UpstreamError) -> bytes:
-        """The error event for a mid-stream UpstreamError."""
-
-    def tokens(self) -> tuple:
-        return None, None, None
-
-
-async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, row: dict,
-                finish: Callable[[int, str | None], None], receive=None, *, translated: bool = False,
-                ended: bool = False):
-    """The client's stream (see the module docstring); `finish(status, error)` completes the audit row.
-    `first` is the upstream's first chunk, or with `translated` the client bytes `run()` already got out
-    of the translator (`ended`: the upstream stream is over, nothing more to read)."""
-    gone = asyncio.ensure_future(receive()) if receive is not None else None
-    status = 200
-    sent = 0
-    chunk: bytes | None = first
-    try:
-        if translated:
-            if first:
-                yield first
-                sent += len(first)
-            if ended or tr.finished:
-                return
-            chunk = await _next(chunks)
-        while True:
-            out = tr.feed(chunk) if chunk is not None else tr.end()
-            if out:
-                yield out
-                sent += len(out)
-            if gone is not None and gone.done():
-                status, tr.error = 499, "client disconnected"
-                return
-            if tr.finished or chunk is None:
-                break
-            chunk = await _next(chunks)
-    except UpstreamError as exc:
-        tr.error = exc.message
-        yield tr.failed(exc)
-    except BaseException as exc:  # client gone (cancelled) or a bug: record it, then let it propagate
-        tr.error = tr.error or f"stream aborted: {type(exc).__name__}"
-        raise
-    finally:
-        if gone is not None and not gone.done():
-            gone.cancel()
-        await chunks.aclose()
-        row["input_tokens"], row["output_tokens"], row["cached_tokens"] = tr.tokens()
-        error = tr.error
-        if error and status == 200:  # the upstream failed past the stream line: no failover any more
-            error = f"stream broke after {sent} bytes sent to the client: {error}"
-            notes = row.get("attempts_detail")
-            if notes:
-                notes[-1] = {**notes[-1], "outcome": "broke_mid_stream", "at_byte": sent, "error": tr.error}
-        finish(status, error)
+    raise Failed(error, notes, route.key, last)

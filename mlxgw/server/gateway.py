@@ -22,6 +22,6 @@ class Gateway:
         self.key_hashes: frozenset[str] = frozenset()
         self.keys_required = config.keys_required
         self.ready = False
-        # Provider cooldowns (circuit breakers), in memory only, shared by every Runtime; as a mapping it
-        # reads provider -> wall-clock time (time.time()) the cooldown ends, for the providers cooling down.
-        self.cooldowns = Breakers()
+        # The providers' circuit breakers (cooldowns), in memory only, shared by every Runtime it builds,
+        # so a reload keeps a failing provider cooling down.
+        self.breakers = Breakers()

@@ -47,7 +47,7 @@ class Lifespan:
         gw.key_hashes = keys.load_hashes(store)
         await gw.http.start()
         self.supervisor = gw.supervisor = engines.create(gw.http)  # the lifespan owns it; gw publishes it
-        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.cooldowns)
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
         self._wake = asyncio.Event()
@@ -87,7 +87,7 @@ class Lifespan:
         if rev == gw.runtime.revision:
             return False
         revision, config, provider_keys = await asyncio.to_thread(load_runtime, store)
-        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.cooldowns)
+        gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
         log.info("mlxgw reloaded config revision %d", revision)
         return True
 

@@ -1,4 +1,4 @@
-"""Stream translators for `attempts.relay`, one per (client dialect, backend wire) pair:
+"""Stream translators for `streaming.relay`, one per (client dialect, backend wire) pair:
 
     OpenAIRelay               OpenAI client, OpenAI backend: chunks normalised, usage kept only if asked
     OpenAIToAnthropicRelay    Anthropic client, OpenAI backend: chunks -> Anthropic events
@@ -17,7 +17,7 @@ from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
 from mlxgw.dialects.jsonfast import DecodeError, loads
-from mlxgw.server.attempts import Translator
+from mlxgw.server.streaming import Translator
 
 INCOMPLETE = "the provider closed the stream before it finished"
 

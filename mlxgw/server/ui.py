@@ -8,8 +8,7 @@ one query over the last day's rows, run in a worker thread on the first request 
 current Runtime, the supervisor's models (state, port, requests in flight), provider cooldowns and the
 audit writer's counter, which fill the page's live section.
 
-Cooldowns are shown when the gateway exposes `cooldowns`: a mapping of provider name to the wall-clock
-time (time.time()) its cooldown ends.
+Cooldowns are the gateway's circuit breakers that are open now (`Breakers.open_until()`).
 """
 
 from __future__ import annotations
@@ -92,24 +91,22 @@ class UiPage:
         """In-memory state only: no database, no /proc."""
         now = time.time()
         models = []
-        sup = getattr(self.gw, "supervisor", None)
+        sup = self.gw.supervisor
         if sup is not None:
             with contextlib.suppress(AttributeError, TypeError):
                 for m in list(sup.models.values()):
-                    if getattr(m, "retired", False):
+                    if m.retired:
                         continue
                     models.append({"provider": m.provider, "name": m.name, "state": str(m.state),
                                    "port": m.port, "in_flight": m.inflight, "last_used": m.last_used_wall,
                                    "error": m.error})
         cooldowns = []
-        with contextlib.suppress(AttributeError, TypeError, ValueError):
-            for name, until in dict(getattr(self.gw, "cooldowns", None) or {}).items():
-                if float(until) > now:
-                    cooldowns.append({"provider": str(name), "seconds_left": round(float(until) - now, 1)})
+        for name, until in self.gw.breakers.open_until().items():
+            cooldowns.append({"provider": name, "seconds_left": round(until - now, 1)})
         audit = self.gw.audit
         answered = None
         if audit is not None:
-            answered = audit.written + len(getattr(audit, "_pending", ()))
+            answered = audit.written + audit.pending
         return {"now": now, "revision": rt.revision, "supervisor": sup is not None, "models": models,
                 "cooldowns": cooldowns, "answered": answered, "unavailable": dict(rt.unavailable)}
 

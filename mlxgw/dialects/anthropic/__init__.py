@@ -19,7 +19,7 @@ from mlxgw.dialects.anthropic.errors import (
     error_body, error_type, from_openai_error, openai_error_from_anthropic, stream_error_event,
 )  # fmt: skip
 from mlxgw.dialects.anthropic.requests import (
-    OpenAITarget, RequestError, ToolNames, from_openai_request, parse_request, to_openai_request,
+    RequestError, ToolNames, from_openai_request, parse_request, to_openai_request,
 )  # fmt: skip
 from mlxgw.dialects.anthropic.responses import (
     audit_tokens, from_openai_response, openai_usage, to_openai_response, usage_from_openai,
@@ -28,7 +28,7 @@ from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAn
 from mlxgw.dialects.anthropic.tokens import count_tokens
 
 __all__ = [
-    "AnthropicToOpenAIStream", "OpenAIToAnthropicStream", "OpenAITarget", "RequestError", "ToolNames",
+    "AnthropicToOpenAIStream", "OpenAIToAnthropicStream", "RequestError", "ToolNames",
     "count_tokens", "error_body", "error_type", "event", "from_openai_error", "from_openai_request",
     "from_openai_response", "openai_error_from_anthropic", "openai_usage", "parse_request",
     "stream_error_event", "to_openai_request", "to_openai_response", "audit_tokens", "usage_from_openai",

@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass, field
 
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
+from mlxgw.dialects.openai import COMPATIBLE, ChatTarget
 
 DEFAULT_MAX_TOKENS = 4096
 OPENAI_ID_MAX = 40
@@ -137,14 +138,6 @@ class ToolNames:
 
 # --- A->O ---------------------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class OpenAITarget:
-    """What the OpenAI-compatible backend accepts. OpenAI proper wants `max_completion_tokens` and at most
-    4 stop sequences; many compatible servers know only `max_tokens`."""
-
-    max_tokens_field: str = "max_tokens"
-    max_stop: int | None = None
 
 
 def _text_of(content) -> str:
@@ -303,7 +296,7 @@ def _tool_choice_to_openai(choice, short_of: dict[str, str], out: dict) -> None:
         out["parallel_tool_calls"] = False
 
 
-def to_openai_request(body: dict, backend_model: str, target: OpenAITarget = OpenAITarget(),
+def to_openai_request(body: dict, backend_model: str, target: ChatTarget = COMPATIBLE,
                       names: ToolNames | None = None) -> dict:
     """A->O: the OpenAI chat-completions body for an Anthropic Messages body. `names` (filled here)
     remembers shortened tool names so the response can restore them."""

@@ -1,0 +1,101 @@
+"""The one inference endpoint: POST /v1/chat/completions, /v1/messages... are each this resource with
+its client dialect (`server/dialect.py`).
+
+The request path, the same for every dialect: read the body (bounded), let the dialect parse and check
+it, pick the route from the current Runtime, run the attempt loop (`attempts.run`) over the route's
+ordered targets, then relay the stream through the pair's translator or write the pair's response body.
+The HTTP status is decided only once a backend answered; a failure before the first byte is answered in
+the dialect's error shape. Exactly one audit record per request, however it ends: completed when the
+answer is (a stream completes it when the relay ends), or when an error or a bug escapes.
+"""
+
+from __future__ import annotations
+
+import time
+
+import falcon
+
+from mlxgw.dialects.jsonfast import dumps
+from mlxgw.server import attempts
+from mlxgw.server.dialect import Dialect
+from mlxgw.server.errors import ApiError, with_summary
+from mlxgw.server.gateway import Gateway
+from mlxgw.server.record import AuditRecord
+from mlxgw.server.streaming import relay
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def read_body(req, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes with 413 (before reading it when the length
+    is declared, while reading it when the body is chunked)."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    if length is not None:
+        return await req.stream.read()
+    parts, size = [], 0
+    async for part in req.stream:
+        size += len(part)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError.of(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
+
+
+class Inference:
+    def __init__(self, gateway: Gateway, dialect: Dialect):
+        self.gw = gateway
+        self.dialect = dialect
+
+    async def on_post(self, req, resp) -> None:
+        t0 = time.perf_counter()
+        rec = AuditRecord(req.context.request_id, self.dialect.wire)
+        self.dialect.start(req, resp)
+        try:
+            await self._serve(req, resp, rec, t0)
+        except ApiError as exc:
+            self._finish(rec, t0, exc.status, exc.message)
+            raise
+        except Exception as exc:  # a bug: answered as a plain 500 by the error handler, audited here
+            self._finish(rec, t0, 500, f"internal error: {type(exc).__name__}")
+            raise
+
+    async def _serve(self, req, resp, rec: AuditRecord, t0: float) -> None:
+        dialect = self.dialect
+        raw = await read_body(req, self.gw.config.max_body_bytes)
+        ex = dialect.parse(req, raw, rec.id)
+        rec.requested_model, rec.stream = ex.model, ex.stream
+        rt = self.gw.runtime
+        route = rt.snapshot.route(ex.model)
+        if route is None:
+            raise dialect.not_found(ex.model)
+        rec.route = route.key
+        try:
+            ans = await attempts.run(rt, route, ex, rec, t0, dialect)
+        except attempts.Failed as f:
+            raise with_summary(dialect.failure(f.error, f.pair), f.summary) from None
+        if ex.stream:
+            resp.content_type = "text/event-stream"
+            resp.set_headers(SSE_HEADERS)
+            dialect.answered(resp, {"request-id": ans.chunks.request_id} if ans.chunks.request_id else None)
+            resp.stream = relay(ans.first, ans.chunks, ans.translator, rec,
+                                lambda status, err: self._finish(rec, t0, status, err),
+                                req.scope.get("mlxgw.receive"), ended=ans.ended)
+            return
+        dialect.answered(resp, ans.result.headers)
+        out, tokens = ans.leg.pair.response(ex, ans.leg, ans.result)
+        rec.set_tokens(tokens)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = dumps(out)
+        self._finish(rec, t0, 200)
+
+    def _finish(self, rec: AuditRecord, t0: float, status: int, error: str | None = None) -> None:
+        rec.status = status
+        rec.error = error
+        rec.duration_ms = (time.perf_counter() - t0) * 1000
+        self.gw.audit.record(rec.row())

@@ -1,0 +1,123 @@
+"""Streaming an answer to the client, for every dialect: the `Translator` contract, reading a stream up
+to its first client bytes (`prime`, the stream line), and `relay`.
+
+`relay()` streams an answer to the client: each upstream read goes through a `Translator` (feed bytes,
+get bytes) and out as one write, so nothing is buffered. It notices a client that went away (status 499,
+upstream closed at the next chunk), turns a mid-stream upstream failure into the translator's error
+event (the stream line: past the first byte there is no failover), records in the audit record that the
+stream broke and after how many bytes, and completes the record once the stream is over.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from mlxgw.backends.base import UpstreamError, UpstreamProtocolError
+from mlxgw.server.record import AuditRecord
+
+
+class Translator(abc.ABC):
+    """What `relay` needs from a stream translator (one per response).
+
+    feed(chunk) -> bytes     raw upstream bytes in, client bytes out (possibly b"")
+    end() -> bytes           the upstream ended (EOF): the closing events, or an error event when the
+                             stream was cut before it finished
+    failed(exc) -> bytes     the error event for an UpstreamError raised mid-stream
+    finished                 True once nothing more is wanted from the upstream ([DONE], an error...)
+    error                    why the stream failed, for the audit record (None: it did not)
+    tokens()                 (input, output, cached) for the audit record
+    """
+
+    finished: bool = False
+    error: str | None = None
+
+    @abc.abstractmethod
+    def feed(self, chunk: bytes) -> bytes:
+        """Raw upstream bytes in, client bytes out."""
+
+    @abc.abstractmethod
+    def end(self) -> bytes:
+        """The upstream ended: closing events, or an error event if it was cut."""
+
+    @abc.abstractmethod
+    def failed(self, exc: UpstreamError) -> bytes:
+        """The error event for a mid-stream UpstreamError."""
+
+    def tokens(self) -> tuple:
+        return None, None, None
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes | None:
+    """The next upstream chunk, None at the end of the stream."""
+    try:
+        return await chunks.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> tuple[bytes, bool]:
+    """Read the upstream stream until the translator has bytes for the client (the stream line): the
+    first client bytes, and whether the upstream stream is over. A stream that fails or ends before it
+    produced any content (dropped, malformed, an error event first, empty) raises an UpstreamError, so
+    the request can still fail over."""
+    while True:
+        chunk = await _next(call)
+        out = tr.feed(chunk) if chunk is not None else tr.end()
+        if tr.error:
+            with contextlib.suppress(Exception):
+                await call.aclose()
+            raise UpstreamProtocolError(provider, f"provider '{provider}' stream failed before any content: "
+                                                  f"{tr.error}")
+        if chunk is None and not out:
+            raise UpstreamProtocolError(provider, f"provider '{provider}' sent an empty stream")
+        if out or tr.finished or chunk is None:
+            return out, tr.finished or chunk is None
+
+
+async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec: AuditRecord,
+                finish: Callable[[int, str | None], None], receive=None, *, ended: bool = False):
+    """The client's stream (see the module docstring); `finish(status, error)` completes the audit record.
+    `first` is the client bytes `prime()` already got out of the translator (`ended`: the upstream stream
+    is over, nothing more to read)."""
+    gone = asyncio.ensure_future(receive()) if receive is not None else None
+    status = 200
+    sent = 0
+    try:
+        if first:
+            yield first
+            sent += len(first)
+        if ended or tr.finished:
+            return
+        chunk = await _next(chunks)
+        while True:
+            out = tr.feed(chunk) if chunk is not None else tr.end()
+            if out:
+                yield out
+                sent += len(out)
+            if gone is not None and gone.done():
+                status, tr.error = 499, "client disconnected"
+                return
+            if tr.finished or chunk is None:
+                break
+            chunk = await _next(chunks)
+    except UpstreamError as exc:
+        tr.error = exc.message
+        yield tr.failed(exc)
+    except BaseException as exc:  # client gone (cancelled) or a bug: record it, then let it propagate
+        tr.error = tr.error or f"stream aborted: {type(exc).__name__}"
+        raise
+    finally:
+        if gone is not None and not gone.done():
+            gone.cancel()
+        await chunks.aclose()
+        rec.set_tokens(tr.tokens())
+        error = tr.error
+        if error and status == 200:  # the upstream failed past the stream line: no failover any more
+            error = f"stream broke after {sent} bytes sent to the client: {error}"
+            notes = rec.attempts_detail
+            if notes:
+                notes[-1] = {**notes[-1], "outcome": "broke_mid_stream", "at_byte": sent, "error": tr.error}
+        finish(status, error)
