@@ -58,7 +58,7 @@ def is_local(name: str | None) -> bool:
     return kind is not None and kind.local
 
 
-register("openai", local=False, wires={OPENAI_CHAT})
+register("openai", local=False, wires={OPENAI_CHAT, OPENAI_RESPONSES})
 register("openai-compatible", local=False, wires={OPENAI_CHAT})
 register("anthropic", local=False, wires={ANTHROPIC_MESSAGES})
 register("mlx-openai-server", local=True, wires={OPENAI_CHAT})

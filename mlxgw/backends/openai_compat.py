@@ -1,6 +1,6 @@
 """The adapter for OpenAI's cloud (kind `openai`) and any OpenAI-compatible server (kind
 `openai-compatible`, and local engines once they are running) (BACK-04). It speaks the "openai" wire
-(chat completions).
+(chat completions), and OpenAI's own cloud also the "responses" wire (POST /responses, passed through).
 
 Upstream auth comes only from the provider's own key (`Authorization: Bearer`), plus optional
 `OpenAI-Organization` / `OpenAI-Project` and extra `headers` from the config. Nothing of the client's
@@ -15,7 +15,8 @@ from mlxgw.backends.base import (
 from mlxgw.backends.http import HttpClient, Upstream
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import DecodeError, loads
-from mlxgw.kinds import OPENAI_CHAT
+from mlxgw import kinds
+from mlxgw.kinds import OPENAI_CHAT, OPENAI_RESPONSES
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 
@@ -25,7 +26,6 @@ def base_url_for(kind: str, spec: dict) -> str | None:
 
 
 class OpenAICompatBackend(Backend):
-    wires = frozenset({OPENAI_CHAT})
 
     def __init__(self, name: str, kind: str, spec: dict, api_key: str | None, http: HttpClient):
         base = base_url_for(kind, spec)
@@ -33,10 +33,12 @@ class OpenAICompatBackend(Backend):
             raise ValueError(f"provider '{name}' (kind {kind}) has no base_url")
         self.name = name
         self.kind = kind
+        # OpenAI's own API also speaks Responses (passed through); compatible servers only chat completions.
+        self.wires = kinds.get(kind).wires if kinds.get(kind) else frozenset({OPENAI_CHAT})
         # OpenAI's own API takes `developer` and max_completion_tokens; others get the common ground.
         self.chat_target = oa.OPENAI_PROPER if kind == "openai" else oa.COMPATIBLE
         self.base_url = base.rstrip("/")
-        self._chat_url = self.base_url + "/chat/completions"
+        self._urls = {OPENAI_CHAT: self.base_url + "/chat/completions", OPENAI_RESPONSES: self.base_url + "/responses"}
         headers = {"Content-Type": "application/json"}
         for k, v in (spec.get("headers") or {}).items():
             headers[k] = v
@@ -50,15 +52,16 @@ class OpenAICompatBackend(Backend):
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
         self._up = Upstream(http, name, self.base_url, lambda raw: _as_stream(name, raw))
 
-    async def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
-        if wire != OPENAI_CHAT:
+    def _url(self, wire: str) -> str:
+        if wire not in self.wires:
             raise self.unspoken(wire)
-        return await self._up.post(self._chat_url, body, t, self._headers)
+        return self._urls[wire]
+
+    async def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
+        return await self._up.post(self._url(wire), body, t, self._headers)
 
     def stream(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> UpstreamStream:
-        if wire != OPENAI_CHAT:
-            raise self.unspoken(wire)
-        return self._up.post_stream(self._chat_url, body, t, self._stream_headers)
+        return self._up.post_stream(self._url(wire), body, t, self._stream_headers)
 
 
 def _as_stream(provider: str, raw: bytes) -> bytes:

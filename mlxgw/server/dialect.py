@@ -33,6 +33,7 @@ class Exchange:
     request_id: str
     headers: dict = field(default_factory=dict)  # client headers a pass-through may forward
     created: int = 0  # Unix time the response is stamped with
+    state: Any = None  # what the dialect keeps for this request (e.g. a stored conversation's history)
 
 
 @dataclass(slots=True)
@@ -87,6 +88,13 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def parse(self, req, raw: bytes, request_id: str) -> Exchange:
         """The request as an Exchange; the dialect's 400 ApiError naming the field when it is bad."""
+
+    async def prepare(self, ex: Exchange) -> None:
+        """Anything the request needs before routing that may wait (e.g. a stored conversation); raises
+        the dialect's ApiError when it cannot be had."""
+
+    def completed(self, ex: Exchange, out: dict) -> None:
+        """A non-streamed answer `out` was sent (a pair's stream translator reports its own end)."""
 
     @abc.abstractmethod
     def not_found(self, model: str) -> ApiError:

@@ -70,6 +70,7 @@ class Inference:
         raw = await read_body(req, self.gw.config.max_body_bytes)
         ex = dialect.parse(req, raw, rec.id)
         rec.requested_model, rec.stream = ex.model, ex.stream
+        await dialect.prepare(ex)
         rt = self.gw.runtime
         route = rt.snapshot.route(ex.model)
         if route is None:
@@ -92,6 +93,7 @@ class Inference:
         rec.set_tokens(tokens)
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps(out)
+        dialect.completed(ex, out)
         self._finish(rec, t0, 200)
 
     def _finish(self, rec: AuditRecord, t0: float, status: int, error: str | None = None) -> None:
