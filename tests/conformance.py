@@ -21,6 +21,17 @@ Interface::
     conformance.is_valid(kind, body)          # bool
     conformance.kinds()                       # every name in $defs
 
+The Responses API has its own bundle, ``openai-responses.schema.json`` (``Response``, ``ResponseStreamEvent``,
+``CreateResponse``, ``ResponseItemList``, ``ErrorResponse``), vendored and found the same way; its helpers::
+
+    conformance.validate_responses("Response", body)   # any kind of that bundle
+    conformance.validate_response(body)                # a Response object (known gap below)
+    conformance.validate_response_events(events)       # ResponseStreamEvent each, sequence_number 0,1,2...
+    conformance.validate_response_sse(raw_text)        # parse `event:`/`data:` pairs, validate, return events
+
+Known gap: the live API sends ``"user": null`` where the description says string; ``validate_response``
+accepts that one deviation (it drops a null ``user`` before validating), nothing else.
+
 The bundle is loaded once, at first use, and each kind's validator is compiled once and cached. Validation
 uses the 2020-12 format checker (``date`` is checked; ``unixtime`` is not a standard format and is ignored).
 An unknown kind raises ``KeyError`` listing the known ones. ``AssertionError`` messages list every
@@ -39,6 +50,7 @@ from typing import Any, Iterable
 from jsonschema import Draft202012Validator
 
 SCHEMA_FILE = "openai-chat.schema.json"
+RESPONSES_SCHEMA_FILE = "openai-responses.schema.json"
 
 # The kinds the gateway's responses are checked against, for convenience in tests.
 CHAT_RESPONSE = "CreateChatCompletionResponse"
@@ -46,6 +58,10 @@ CHAT_CHUNK = "CreateChatCompletionStreamResponse"
 MODELS = "ListModelsResponse"
 ERROR = "ErrorResponse"
 CHAT_REQUEST = "CreateChatCompletionRequest"
+RESPONSE = "Response"
+RESPONSE_EVENT = "ResponseStreamEvent"
+RESPONSE_REQUEST = "CreateResponse"
+RESPONSE_ITEMS = "ResponseItemList"
 
 _MAX_REPORTED = 20
 _MAX_BODY_CHARS = 2000
@@ -53,42 +69,44 @@ _MAX_BODY_CHARS = 2000
 
 VENDORED = Path(__file__).resolve().parent / "data" / SCHEMA_FILE
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "conformance" / SCHEMA_FILE
+VENDORED_RESPONSES = VENDORED.parent / RESPONSES_SCHEMA_FILE
+SHARED_RESPONSES = SHARED.parent / RESPONSES_SCHEMA_FILE
 
 
-def schema_path() -> Path:
+def schema_path(name: str = SCHEMA_FILE) -> Path:
     """$MLXGW_CONFORMANCE_DIR's bundle if set, else the copy vendored in tests/data (kept identical to
     ../shared/conformance by tests/test_upstream.py, so a clone without shared/ beside it still tests)."""
     env = os.environ.get("MLXGW_CONFORMANCE_DIR")
     if env:
-        candidate = Path(env).expanduser() / SCHEMA_FILE
+        candidate = Path(env).expanduser() / name
         if candidate.is_file():
             return candidate
-        raise FileNotFoundError(f"MLXGW_CONFORMANCE_DIR={env!r} does not contain {SCHEMA_FILE}")
-    return VENDORED
+        raise FileNotFoundError(f"MLXGW_CONFORMANCE_DIR={env!r} does not contain {name}")
+    return VENDORED.parent / name
 
 
-@functools.lru_cache(maxsize=1)
-def bundle() -> dict[str, Any]:
+@functools.lru_cache(maxsize=2)
+def bundle(name: str = SCHEMA_FILE) -> dict[str, Any]:
     """The parsed schema bundle (loaded once)."""
-    with schema_path().open("r", encoding="utf-8") as fh:
+    with schema_path(name).open("r", encoding="utf-8") as fh:
         doc = json.load(fh)
     if not isinstance(doc.get("$defs"), dict):
-        raise ValueError(f"{schema_path()}: expected a JSON Schema bundle with $defs")
+        raise ValueError(f"{schema_path(name)}: expected a JSON Schema bundle with $defs")
     Draft202012Validator.check_schema(doc)
     return doc
 
 
-def kinds() -> list[str]:
+def kinds(name: str = SCHEMA_FILE) -> list[str]:
     """Every component name the bundle defines (valid values for ``kind``)."""
-    return sorted(bundle()["$defs"])
+    return sorted(bundle(name)["$defs"])
 
 
 @functools.lru_cache(maxsize=None)
-def validator(kind: str) -> Draft202012Validator:
+def validator(kind: str, name: str = SCHEMA_FILE) -> Draft202012Validator:
     """The compiled validator for one component (cached per kind)."""
-    doc = bundle()
+    doc = bundle(name)
     if kind not in doc["$defs"]:
-        raise KeyError(f"unknown conformance kind {kind!r}; known kinds: {', '.join(kinds())}")
+        raise KeyError(f"unknown conformance kind {kind!r}; known kinds: {', '.join(kinds(name))}")
     # Root schema = the bundle itself plus a $ref to the component, so "#/$defs/..." refs resolve in it.
     schema = {key: value for key, value in doc.items() if key != "$comment"}
     schema["$ref"] = f"#/$defs/{kind}"
@@ -112,9 +130,9 @@ def _leaf_errors(error) -> Iterable:
         yield error
 
 
-def errors(kind: str, obj: Any) -> list[str]:
+def errors(kind: str, obj: Any, name: str = SCHEMA_FILE) -> list[str]:
     """Readable violations of ``obj`` against component ``kind``; empty when it conforms."""
-    found = sorted(validator(kind).iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    found = sorted(validator(kind, name).iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     messages: list[str] = []
     for err in found:
         leaf = next(iter(_leaf_errors(err)))
@@ -125,13 +143,13 @@ def errors(kind: str, obj: Any) -> list[str]:
     return messages
 
 
-def is_valid(kind: str, obj: Any) -> bool:
-    return validator(kind).is_valid(obj)
+def is_valid(kind: str, obj: Any, name: str = SCHEMA_FILE) -> bool:
+    return validator(kind, name).is_valid(obj)
 
 
-def validate(kind: str, obj: Any) -> None:
+def validate(kind: str, obj: Any, name: str = SCHEMA_FILE) -> None:
     """Assert that ``obj`` conforms to component ``kind``; AssertionError lists every violation."""
-    problems = errors(kind, obj)
+    problems = errors(kind, obj, name)
     if not problems:
         return
     shown = problems[:_MAX_REPORTED]
@@ -202,3 +220,70 @@ def validate_sse(text: str, *, require_done: bool = True, kind: str = CHAT_CHUNK
     if require_done and not done:
         raise AssertionError(f"SSE stream did not end with 'data: [DONE]' ({len(payloads)} chunks)")
     return validate_chunks(payloads, kind)
+
+
+# --- the Responses API bundle -----------------------------------------------------------------------
+
+
+def validate_responses(kind: str, obj: Any) -> None:
+    """Assert that ``obj`` conforms to component ``kind`` of the Responses bundle."""
+    validate(kind, obj, RESPONSES_SCHEMA_FILE)
+
+
+def _without_null_user(obj: Any) -> Any:
+    # The known gap: the live API sends "user": null, the description says string.
+    if isinstance(obj, dict) and "user" in obj and obj["user"] is None:
+        return {k: v for k, v in obj.items() if k != "user"}
+    return obj
+
+
+def validate_response(obj: Any) -> None:
+    """A Response object (a null ``user`` tolerated, see the module docstring)."""
+    validate_responses(RESPONSE, _without_null_user(obj))
+
+
+def validate_response_events(events: Iterable[Any]) -> list[Any]:
+    """Every event is a ResponseStreamEvent and sequence_number counts 0, 1, 2...; returns them."""
+    out = list(events)
+    for i, ev in enumerate(out):
+        if isinstance(ev, dict) and isinstance(ev.get("response"), dict):
+            ev = {**ev, "response": _without_null_user(ev["response"])}
+        try:
+            validate_responses(RESPONSE_EVENT, ev)
+        except AssertionError as exc:
+            raise AssertionError(f"stream event #{i}: {exc}") from None
+        if ev.get("sequence_number") != i:
+            raise AssertionError(f"stream event #{i} has sequence_number {ev.get('sequence_number')!r}")
+    return out
+
+
+def parse_response_sse(text: str) -> list[tuple[str | None, Any]]:
+    """(event name, decoded data) pairs of a Responses SSE body, in order. A ``[DONE]`` is an error (the
+    Responses API never sends one)."""
+    pairs: list[tuple[str | None, Any]] = []
+    name: str | None = None
+    data_lines: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") + [""]:
+        if line == "":
+            if data_lines:
+                data = "\n".join(data_lines)
+                if data.strip() == "[DONE]":
+                    raise AssertionError("a Responses stream sent [DONE]")
+                pairs.append((name, json.loads(data)))
+            name, data_lines = None, []
+        elif line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            value = line[5:]
+            data_lines.append(value[1:] if value.startswith(" ") else value)
+    return pairs
+
+
+def validate_response_sse(text: str) -> list[Any]:
+    """Validate a whole Responses SSE body: every event valid, its ``event:`` name equal to its ``type``,
+    sequence numbers 0, 1, 2...; returns the decoded events."""
+    pairs = parse_response_sse(text)
+    for i, (name, ev) in enumerate(pairs):
+        if name != ev.get("type"):
+            raise AssertionError(f"stream event #{i}: event name {name!r} but type {ev.get('type')!r}")
+    return validate_response_events(ev for _, ev in pairs)

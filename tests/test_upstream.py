@@ -452,3 +452,14 @@ def test_vendored_conformance_schema_matches_shared():
         pytest.skip("no ../shared/conformance beside this clone")
     assert conformance.VENDORED.read_bytes() == conformance.SHARED.read_bytes(), (
         "tests/data/openai-chat.schema.json is stale: copy ../shared/conformance/openai-chat.schema.json over it")
+
+
+def test_vendored_responses_schema_matches_shared():
+    import pytest
+
+    from tests import conformance
+
+    if not conformance.SHARED_RESPONSES.is_file():
+        pytest.skip("no ../shared/conformance beside this clone")
+    assert conformance.VENDORED_RESPONSES.read_bytes() == conformance.SHARED_RESPONSES.read_bytes(), (
+        "tests/data/openai-responses.schema.json is stale: copy ../shared/conformance/openai-responses.schema.json over it")
