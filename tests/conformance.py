@@ -92,8 +92,25 @@ def bundle(name: str = SCHEMA_FILE) -> dict[str, Any]:
         doc = json.load(fh)
     if not isinstance(doc.get("$defs"), dict):
         raise ValueError(f"{schema_path(name)}: expected a JSON Schema bundle with $defs")
+    for key, sub in doc["$defs"].items():
+        if isinstance(sub, dict) and sub.pop("$recursiveAnchor", None):
+            _unrecurse(sub, f"#/$defs/{key}")
     Draft202012Validator.check_schema(doc)
     return doc
+
+
+def _unrecurse(node: Any, target: str) -> None:
+    """Draft 2019-09's `$recursiveAnchor`/`$recursiveRef: "#"` (the Responses bundle's CompoundFilter uses
+    them; 2020-12 does not know them) rewritten in memory as a plain `$ref` to the component itself."""
+    if isinstance(node, dict):
+        if node.get("$recursiveRef") == "#":
+            del node["$recursiveRef"]
+            node["$ref"] = target
+        for value in node.values():
+            _unrecurse(value, target)
+    elif isinstance(node, list):
+        for value in node:
+            _unrecurse(value, target)
 
 
 def kinds(name: str = SCHEMA_FILE) -> list[str]:
