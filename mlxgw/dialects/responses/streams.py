@@ -1,0 +1,211 @@
+"""Backend streams -> Responses stream events, one upstream read at a time.
+
+`ChatToResponsesStream` reads a chat-completions SSE stream, `AnthropicToResponsesStream` a Messages
+SSE stream; both write through a `ResponsesEventWriter`. They have the shape of the relay's `Translator`
+(mlxgw.server.attempts) without importing it (dialects never import server/):
+
+    feed(chunk: bytes) -> bytes       raw upstream bytes in, client SSE bytes out (a cut anywhere is fine)
+    end() -> bytes                    the upstream ended (EOF)
+    failed(message, code) -> bytes    a mid-stream failure (an UpstreamError): response.failed
+    finished                          True once nothing more is wanted from the upstream
+    error                             why the stream failed, for the audit row (None: it did not)
+    tokens()                          (input, output, cached) for the audit row
+    response                          the terminal Response (to store), once finished
+
+An upstream that ends without finishing (EOF before a finish_reason / message_stop) gets
+`response.failed` (server_error), not `response.incomplete`: the output is cut at an arbitrary point, not
+at a limit the client set, and Codex retries a failed stream but ends the turn on an incomplete one.
+An upstream error event becomes `response.failed` too (rate_limit_exceeded for rate limits, else
+server_error); no bare `error` event is sent (Codex ignores those).
+"""
+
+from __future__ import annotations
+
+from mlxgw.dialects.jsonfast import DecodeError, loads
+from mlxgw.dialects.openai import SSEParser
+from mlxgw.dialects.responses import objects as ob
+from mlxgw.dialects.responses.anthropic import anthropic_status
+from mlxgw.dialects.responses.chat import chat_status, reasoning_text
+from mlxgw.dialects.responses.events import ResponsesEventWriter
+
+CUT = "the provider closed the stream before it finished"
+
+
+def _decode(data: bytes):
+    try:
+        obj = loads(data)
+    except DecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _error_code(err) -> str:
+    text = str(err.get("type") or err.get("code") or "") if isinstance(err, dict) else ""
+    return "rate_limit_exceeded" if "rate_limit" in text else "server_error"
+
+
+def _error_message(err) -> str:
+    return str(err.get("message") if isinstance(err, dict) else err) or "upstream error"
+
+
+class _Base:
+    def __init__(self, writer: ResponsesEventWriter):
+        self.writer = writer
+        self.parser = SSEParser()
+        self.finished = False
+        self.error: str | None = None
+        self.usage: dict | None = None  # ResponseUsage, once known
+
+    @property
+    def response(self) -> dict | None:
+        return self.writer.response
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._events(self.parser.feed(chunk))
+
+    def failed(self, message: str, code: str = "server_error") -> bytes:
+        if self.finished:
+            return b""
+        self.finished = True
+        self.error = message
+        return self.writer.failed(message, code, self.usage)
+
+    def tokens(self) -> tuple:
+        return ob.audit_tokens(self.usage)
+
+    def _events(self, events) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ChatToResponsesStream(_Base):
+    """Chat-completions chunks -> Responses events (reference 7.4)."""
+
+    def __init__(self, writer: ResponsesEventWriter):
+        super().__init__(writer)
+        self.finish_reason: str | None = None
+
+    def _events(self, events) -> bytes:
+        out = []
+        w = self.writer
+        for data in events:
+            if self.finished:
+                break
+            if data == b"[DONE]":
+                out.append(self._close())
+                break
+            obj = _decode(data)
+            if obj is None:
+                continue
+            if "error" in obj:
+                out.append(self.failed(_error_message(obj["error"]), _error_code(obj["error"])))
+                break
+            out.append(w.start())
+            if isinstance(obj.get("usage"), dict):
+                self.usage = ob.usage_from_chat(obj["usage"])
+            choices = obj.get("choices")
+            ch = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+            if ch is None:
+                continue
+            delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+            r = reasoning_text(delta)
+            if r:
+                out.append(w.reasoning(r))
+            if isinstance(delta.get("content"), str) and delta["content"]:
+                out.append(w.text(delta["content"]))
+            if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+                out.append(w.refusal(delta["refusal"]))
+            for pos, tc in enumerate(delta.get("tool_calls") or []):
+                if not isinstance(tc, dict):
+                    continue
+                fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+                args = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
+                out.append(w.call(tc.get("index", pos), tc.get("id") if isinstance(tc.get("id"), str) else None,
+                                  fn.get("name") if isinstance(fn.get("name"), str) else None, args))
+            if ch.get("finish_reason") is not None and self.finish_reason is None:
+                self.finish_reason = ch["finish_reason"]  # the usage chunk comes after it: keep reading
+        return b"".join(out)
+
+    def _close(self) -> bytes:
+        if self.finish_reason is None:
+            return self.failed(CUT)
+        self.finished = True
+        status, reason = chat_status(self.finish_reason, self.usage, self.writer.req)
+        return self.writer.finish(status, reason, self.usage)
+
+    def end(self) -> bytes:
+        out = self._events(self.parser.close())
+        if self.finished:
+            return out
+        if self.finish_reason is None:
+            self.error = CUT
+        return out + self._close()  # EOF without [DONE] is fine after a finish_reason
+
+
+class AnthropicToResponsesStream(_Base):
+    """Messages events -> Responses events (reference 8.4)."""
+
+    def __init__(self, writer: ResponsesEventWriter):
+        super().__init__(writer)
+        self._anthropic_usage: dict = {}
+        self._blocks: dict[object, str] = {}  # block index -> type
+        self.stop_reason: str | None = None
+
+    def _usage(self, u) -> None:
+        if isinstance(u, dict):
+            self._anthropic_usage.update({k: v for k, v in u.items() if v is not None})
+            self.usage = ob.usage_from_anthropic(self._anthropic_usage)
+
+    def _events(self, events) -> bytes:
+        out = []
+        w = self.writer
+        for data in events:
+            if self.finished:
+                break
+            ev = _decode(data)
+            if ev is None:
+                continue
+            kind = ev.get("type")
+            if kind == "error":
+                out.append(self.failed(_error_message(ev.get("error")), _error_code(ev.get("error"))))
+                break
+            out.append(w.start())
+            index = ev.get("index")
+            if kind == "message_start":
+                msg = ev.get("message") if isinstance(ev.get("message"), dict) else {}
+                self._usage(msg.get("usage"))
+            elif kind == "content_block_start":
+                block = ev.get("content_block") if isinstance(ev.get("content_block"), dict) else {}
+                self._blocks[index] = block.get("type")
+                if block.get("type") == "tool_use":
+                    out.append(w.call(("tool", index), str(block.get("id") or "") or None, str(block.get("name") or "")))
+                elif block.get("type") == "text" and block.get("text"):
+                    out.append(w.text(block["text"]))
+            elif kind == "content_block_delta":
+                delta = ev.get("delta") if isinstance(ev.get("delta"), dict) else {}
+                dkind = delta.get("type")
+                if dkind == "text_delta":
+                    out.append(w.text(delta.get("text") or ""))
+                elif dkind == "thinking_delta":
+                    out.append(w.reasoning(delta.get("thinking") or ""))
+                elif dkind == "input_json_delta" and self._blocks.get(index) == "tool_use":
+                    out.append(w.call(("tool", index), fragment=delta.get("partial_json") or ""))
+            elif kind == "content_block_stop":
+                if self._blocks.get(index) == "text":
+                    out.append(w.end_part())  # the message stays open for a following text block
+            elif kind == "message_delta":
+                self._usage(ev.get("usage"))
+                delta = ev.get("delta") if isinstance(ev.get("delta"), dict) else {}
+                if delta.get("stop_reason"):
+                    self.stop_reason = delta["stop_reason"]
+            elif kind == "message_stop":
+                self.finished = True
+                status, reason = anthropic_status(self.stop_reason)
+                out.append(w.finish(status, reason, self.usage, empty_args="{}"))
+                break
+        return b"".join(out)
+
+    def end(self) -> bytes:
+        out = self._events(self.parser.close())
+        if self.finished:
+            return out
+        return out + self.failed(CUT)
