@@ -156,7 +156,7 @@ class ResponsesEventWriter:
             return head
         item = self.output[self._message] if self._message is not None else None
         if item is None or self._part is None or item["content"][self._part]["type"] != "output_text":
-            self.end_part()
+            self._end_part()
             self._open_part(ob.text_part(""))
             item = self.output[self._message]
         item["content"][self._part]["text"] += text
@@ -170,7 +170,7 @@ class ResponsesEventWriter:
             return head
         item = self.output[self._message] if self._message is not None else None
         if item is None or self._part is None or item["content"][self._part]["type"] != "refusal":
-            self.end_part()
+            self._end_part()
             self._open_part(ob.refusal_part(""))
             item = self.output[self._message]
         item["content"][self._part]["refusal"] += text
@@ -180,8 +180,12 @@ class ResponsesEventWriter:
 
     def end_part(self) -> bytes:
         """Close the open content part (an Anthropic text block ended); the message stays open."""
+        self._end_part()
+        return self._take()
+
+    def _end_part(self) -> None:
         if self._part is None:
-            return self._take()
+            return
         item, index, k = self.output[self._message], self._message, self._part
         self._part = None
         part = item["content"][k]
@@ -193,12 +197,11 @@ class ResponsesEventWriter:
                         "content_index": k, "refusal": part["refusal"]})
         self._emit({"type": "response.content_part.done", "item_id": item["id"], "output_index": index,
                     "content_index": k, "part": dict(part)})
-        return self._take()
 
     def _close_message(self, status: str = "completed") -> None:
         if self._message is None:
             return
-        self.end_part()
+        self._end_part()
         index, self._message = self._message, None
         self._done(index, status)
 
@@ -240,9 +243,13 @@ class ResponsesEventWriter:
 
     def close_call(self, key, status: str = "completed", empty: str = "") -> bytes:
         """Finish one call (`empty`: the arguments to use when none came, e.g. "{}" for Anthropic)."""
+        self._close_call(key, status, empty)
+        return self._take()
+
+    def _close_call(self, key, status: str, empty: str) -> None:
         c = self._calls.get(key)
         if c is None or c.index is None or c.item.get("status") != "in_progress":
-            return self._take()
+            return
         item = c.item
         if item["type"] == "function_call":
             if not item["arguments"] and empty:
@@ -258,7 +265,6 @@ class ResponsesEventWriter:
             self._emit({"type": "response.custom_tool_call_input.done", "item_id": item["id"],
                         "output_index": c.index, "input": raw})
         self._done(c.index, status)
-        return self._take()
 
     # -- the end --
 
@@ -277,7 +283,7 @@ class ResponsesEventWriter:
             self._open_part(ob.text_part(""))
         self._close_message(item_status)
         for key in sorted(self._call_order, key=lambda k: self._calls[k].index if self._calls[k].index is not None else 1 << 30):
-            self.close_call(key, item_status, empty_args)
+            self._close_call(key, item_status, empty_args)
         self.closed = True
         kind = "response.completed" if status == "completed" else "response.incomplete"
         self.response = self.snapshot(status, usage=usage, incomplete=reason,
@@ -294,7 +300,7 @@ class ResponsesEventWriter:
         self._close_reasoning()
         self._close_message("incomplete")
         for key in self._call_order:
-            self.close_call(key, "incomplete")
+            self._close_call(key, "incomplete", "")
         self.closed = True
         self.response = self.snapshot("failed", usage=usage, error=ob.failure(message, code))
         self._emit({"type": "response.failed", "response": self.response})
