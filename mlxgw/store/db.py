@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from mlxgw.errors import SchemaVersionError, StoreError, StoreLockedError, StoreReadOnlyError
 from mlxgw.store import tables
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def home() -> Path:
@@ -59,7 +59,12 @@ def _m2(conn) -> None:
             conn.execute(text(f"ALTER TABLE requests ADD COLUMN {name} {kind}{default}"))
 
 
-MIGRATIONS = {1: _m1, 2: _m2}
+def _m3(conn) -> None:
+    """Stored Responses API responses (issue 11)."""
+    tables.Base.metadata.tables["responses"].create(conn)
+
+
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m3}
 
 
 class Store:

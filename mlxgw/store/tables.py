@@ -127,3 +127,20 @@ class RequestLog(Base):
     # times the request moved on to a next target.
     attempts_detail: Mapped[list | None] = mapped_column(JSON, nullable=True)
     failovers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class StoredResponse(Base):
+    """A Responses API response kept for `previous_response_id`, GET and input_items (issue 11): the
+    request's own input items (normalised, ids minted), its output items and the whole Response JSON.
+    `owner` is the gateway key that made it (None on loopback without keys); rows expire at `expires_at`."""
+
+    __tablename__ = "responses"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    previous_response_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    input_items: Mapped[list] = mapped_column(JSON)
+    output: Mapped[list] = mapped_column(JSON)
+    response: Mapped[dict] = mapped_column(JSON)

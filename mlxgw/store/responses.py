@@ -1,0 +1,270 @@
+"""Stored Responses API responses (`store: true`), so `previous_response_id`, GET, DELETE and
+input_items work on every backend, and a conversation survives failover to another backend: the store
+keeps Responses items, and each turn is translated afresh for whichever backend serves it.
+
+Off the request path, like the audit log: `put()` is a dict insert plus a list append; a background
+task writes pending responses in batches from a worker thread. Reads look in memory first (pending ones
+and the most recent written ones), so a chained request finds a response put a millisecond before; only
+older ones are read from the database, in a worker thread. `close()` writes everything pending, so a
+clean shutdown loses nothing. A batch the database refuses is kept and retried (up to `max_pending`);
+a row that cannot be written (a duplicate id) is dropped with a warning and never blocks the others.
+
+`history(id)` walks the previous_response_id chain and gives every turn's input items then output
+items, oldest first. An ancestor that is gone (expired or deleted) ends the walk: the conversation
+starts there. Rows expire `retention` seconds after creation (30 days by default, OpenAI's);
+`prune()` deletes expired ones and runs from the background task every `prune_every` seconds.
+
+Plain SQLAlchemy Core on the `responses` table: SQLite and PostgreSQL alike. `owner` scopes every lookup
+to the gateway key that stored the response (None: no key, loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from mlxgw.store.db import Store
+from mlxgw.store.tables import StoredResponse
+
+log = logging.getLogger("mlxgw.responses")
+TABLE = StoredResponse.__table__
+RETENTION = 30 * 86400.0
+
+
+class ResponseStore:
+    def __init__(self, store: Store, retention: float = RETENTION, interval: float = 0.2, batch: int = 500,
+                 memory: int = 512, max_pending: int = 20_000, prune_every: float = 3600.0):
+        self._store = store
+        self.retention = retention
+        self._interval = interval
+        self._batch = batch
+        self._memory = memory
+        self._max_pending = max_pending
+        self._prune_every = prune_every
+        self._mem: dict[str, dict] = {}  # id -> row, pending ones and the most recent written ones
+        self._pending: list[dict] = []
+        self._lock = asyncio.Lock()  # one database write (batch, delete, prune) at a time
+        self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self.written = 0
+
+    # -- writing --
+
+    def put(self, response: dict, input_items: list[dict], owner: str | None = None, now: float | None = None) -> None:
+        """Keep a finished response (completed or incomplete) and its request's input items. Never blocks."""
+        created = float(response.get("created_at") or now or time.time())
+        row = {"id": response["id"], "created_at": created, "expires_at": (now or time.time()) + self.retention,
+               "model": response.get("model"), "owner": owner,
+               "previous_response_id": response.get("previous_response_id"), "input_items": list(input_items),
+               "output": list(response.get("output") or []), "response": response}
+        self._mem[row["id"]] = row
+        self._pending.append(row)
+        if len(self._pending) >= self._batch and self._wake is not None:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="mlxgw-responses")
+
+    async def close(self) -> None:
+        """Write everything pending, then end the background task."""
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._pending:
+            await self.flush()
+            if self._pending:
+                log.error("stored responses: %d lost, the database refused them", len(self._pending))
+
+    async def flush(self) -> None:
+        """Write the responses pending now (in a worker thread); refused ones stay pending."""
+        async with self._lock:
+            rows = self._take()
+            if not rows:
+                return
+            try:
+                await asyncio.to_thread(self._write, rows)
+            except Exception as exc:
+                log.warning("stored responses: cannot write %d: %s", len(rows), exc)
+                self._pending[:0] = rows
+                overflow = len(self._pending) - self._max_pending
+                if overflow > 0:
+                    for row in self._pending[:overflow]:
+                        self._mem.pop(row["id"], None)
+                    del self._pending[:overflow]
+                    log.warning("stored responses: dropped %d the database would not take", overflow)
+                return
+        self._trim()
+
+    def _take(self) -> list[dict]:
+        rows, self._pending = self._pending, []
+        return rows
+
+    def _trim(self) -> None:
+        pending = {r["id"] for r in self._pending}
+        extra = len(self._mem) - self._memory
+        for key in list(self._mem):
+            if extra <= 0:
+                break
+            if key not in pending:
+                del self._mem[key]
+                extra -= 1
+
+    async def _run(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            failed_before = len(self._pending)
+            await self.flush()
+            if self._stopping:
+                return
+            if self._pending and len(self._pending) >= failed_before:
+                await asyncio.sleep(self._interval)  # the database refused: back off a tick
+            if time.monotonic() - last_prune >= self._prune_every:
+                last_prune = time.monotonic()
+                try:
+                    await self.prune()
+                except Exception as exc:
+                    log.warning("stored responses: prune failed: %s", exc)
+
+    def _write(self, rows: list[dict]) -> None:
+        # The engine directly, not Store.session: that turns an IntegrityError into a StoreError, and a
+        # duplicate id must be told apart from a database that is down.
+        engine = self._store.engine
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(TABLE), rows)
+        except IntegrityError:
+            for row in rows:  # one bad row never blocks the others
+                try:
+                    with engine.begin() as conn:
+                        conn.execute(insert(TABLE), [row])
+                except IntegrityError as exc:
+                    log.warning("stored responses: %s not written: %s", row["id"], exc.orig)
+        self.written += len(rows)
+
+    # -- reading --
+
+    def _visible(self, row: dict | None, owner: str | None, now: float) -> dict | None:
+        if row is None or row["owner"] != owner or row["expires_at"] <= now:
+            return None
+        return row
+
+    def _load(self, ids: list[str]) -> dict[str, dict]:
+        with self._store.session() as s:
+            found = s.execute(select(TABLE).where(TABLE.c.id.in_(ids))).mappings().all()
+        return {r["id"]: dict(r) for r in found}
+
+    def _load_chain(self, start: str, owner: str | None, now: float, limit: int) -> list[dict]:
+        """Rows from `start` back along previous_response_id, newest first, in one thread call."""
+        out: list[dict] = []
+        rid: str | None = start
+        with self._store.session() as s:
+            while rid and len(out) < limit:
+                r = s.execute(select(TABLE).where(TABLE.c.id == rid)).mappings().first()
+                row = self._visible(dict(r) if r else None, owner, now)
+                if row is None:
+                    break
+                out.append(row)
+                rid = row["previous_response_id"]
+        return out
+
+    async def _row(self, response_id: str, owner: str | None) -> dict | None:
+        now = time.time()
+        if response_id in self._mem:
+            return self._visible(self._mem[response_id], owner, now)
+        found = await asyncio.to_thread(self._load, [response_id])
+        return self._visible(found.get(response_id), owner, now)
+
+    async def get(self, response_id: str, owner: str | None = None) -> dict | None:
+        """The stored Response, or None (unknown, deleted, expired, or another key's)."""
+        row = await self._row(response_id, owner)
+        return row["response"] if row else None
+
+    async def history(self, response_id: str, owner: str | None = None, limit: int = 10_000) -> list[dict] | None:
+        """The conversation up to and including `response_id`: each turn's input items then its output
+        items, oldest first. None when `response_id` itself is not stored (previous_response_not_found)."""
+        now = time.time()
+        chain: list[dict] = []
+        rid: str | None = response_id
+        while rid and rid in self._mem and len(chain) < limit:
+            row = self._visible(self._mem[rid], owner, now)
+            if row is None:
+                break
+            chain.append(row)
+            rid = row["previous_response_id"]
+        else:
+            if rid and len(chain) < limit:
+                chain += await asyncio.to_thread(self._load_chain, rid, owner, now, limit - len(chain))
+        if not chain or chain[0]["id"] != response_id:
+            return None
+        items: list[dict] = []
+        for row in reversed(chain):
+            items.extend(row["input_items"])
+            items.extend(row["output"])
+        return items
+
+    async def delete(self, response_id: str, owner: str | None = None) -> bool:
+        """Forget a response: True when it was there."""
+        async with self._lock:
+            row = self._mem.get(response_id)
+            if row is not None and row["owner"] != owner:
+                return False
+            had = self._mem.pop(response_id, None) is not None
+            before = len(self._pending)
+            self._pending = [r for r in self._pending if r["id"] != response_id]
+            if len(self._pending) < before:
+                return True  # never written: nothing in the database
+            deleted = await asyncio.to_thread(self._delete, response_id, owner)
+        return had or deleted
+
+    def _delete(self, response_id: str, owner: str | None) -> bool:
+        cond = TABLE.c.id == response_id
+        cond &= TABLE.c.owner.is_(None) if owner is None else TABLE.c.owner == owner
+        with self._store.session(write=True) as s:
+            return s.execute(delete(TABLE).where(cond)).rowcount > 0
+
+    async def input_items(self, response_id: str, after: str | None = None, limit: int = 20, order: str = "desc",
+                          owner: str | None = None) -> dict | None:
+        """A ResponseItemList page of the response's own input items (those inherited through
+        previous_response_id are not listed); None when the response is not stored."""
+        row = await self._row(response_id, owner)
+        if row is None:
+            return None
+        items = list(row["input_items"])
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [it.get("id") for it in items]
+            items = items[ids.index(after) + 1:] if after in ids else []
+        page = items[:limit]
+        return {"object": "list", "data": page, "first_id": page[0]["id"] if page else "",
+                "last_id": page[-1]["id"] if page else "", "has_more": len(items) > limit}
+
+    # -- retention --
+
+    async def prune(self, now: float | None = None) -> int:
+        """Delete expired responses (memory and database); returns how many database rows went."""
+        now = time.time() if now is None else now
+        async with self._lock:
+            for key in [k for k, r in self._mem.items() if r["expires_at"] <= now]:
+                del self._mem[key]
+            self._pending = [r for r in self._pending if r["expires_at"] > now]
+            return await asyncio.to_thread(self._prune, now)
+
+    def _prune(self, now: float) -> int:
+        with self._store.session(write=True) as s:
+            return s.execute(delete(TABLE).where(TABLE.c.expires_at <= now)).rowcount
