@@ -514,3 +514,19 @@ def test_a_real_codex_request_translates():
     err = refused(default)
     assert err.param == f"tools[{len(default['tools']) - 1}].type" and "web_search" in err.message
     assert rs.parse_request(json.dumps(default).encode(), allow_builtin_tools=True)["tools"][-1]["type"] == "web_search"
+
+
+def test_not_found_errors_as_openai_gives_them():
+    from mlxgw.dialects.openai import error_body
+
+    err = rs.previous_response_not_found("resp_gone")
+    body = error_body(err.message, err.status, param=err.param, code=err.code)
+    conformance.validate_responses("ErrorResponse", body)
+    assert body == {"error": {"message": "Previous response with id 'resp_gone' not found.",
+                              "type": "invalid_request_error", "param": "previous_response_id",
+                              "code": "previous_response_not_found"}}
+    err = rs.response_not_found("resp_gone")
+    assert error_body(err.message, err.status, param=err.param, code=err.code) == {"error": {
+        "message": "Response with id 'resp_gone' not found.", "type": "invalid_request_error", "param": None,
+        "code": None}}
+    assert rs.deleted("resp_1") == {"id": "resp_1", "object": "response", "deleted": True}

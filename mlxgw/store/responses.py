@@ -2,8 +2,8 @@
 input_items work on every backend, and a conversation survives failover to another backend: the store
 keeps Responses items, and each turn is translated afresh for whichever backend serves it.
 
-Off the request path, like the audit log: `put()` is a dict insert plus a list append; a background
-task writes pending responses in batches from a worker thread. Reads look in memory first (pending ones
+Off the request path, like the audit log (both are mlxgw.store.batches.BatchWriter): `put()` is a dict
+insert plus a list append; a background task writes pending responses in batches from a worker thread. Reads look in memory first (pending ones
 and the most recent written ones), so a chained request finds a response put a millisecond before; only
 older ones are read from the database, in a worker thread. `close()` writes everything pending, so a
 clean shutdown loses nothing. A batch the database refuses is kept and retried (up to `max_pending`);
@@ -27,6 +27,7 @@ import time
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from mlxgw.store.batches import BatchWriter
 from mlxgw.store.db import Store
 from mlxgw.store.tables import StoredResponse
 
@@ -35,81 +36,46 @@ TABLE = StoredResponse.__table__
 RETENTION = 30 * 86400.0
 
 
-class ResponseStore:
+class ResponseStore(BatchWriter):
+    label = "stored responses"
+
     def __init__(self, store: Store, retention: float = RETENTION, interval: float = 0.2, batch: int = 500,
                  memory: int = 512, max_pending: int = 20_000, prune_every: float = 3600.0):
+        super().__init__(interval, batch, max_pending)
         self._store = store
         self.retention = retention
-        self._interval = interval
-        self._batch = batch
         self._memory = memory
-        self._max_pending = max_pending
         self._prune_every = prune_every
+        self._last_prune = time.monotonic()
         self._mem: dict[str, dict] = {}  # id -> row, pending ones and the most recent written ones
-        self._pending: list[dict] = []
-        self._lock = asyncio.Lock()  # one database write (batch, delete, prune) at a time
-        self._task: asyncio.Task | None = None
-        self._wake: asyncio.Event | None = None
-        self._stopping = False
-        self.written = 0
 
     # -- writing --
 
     def put(self, response: dict, input_items: list[dict], owner: str | None = None, now: float | None = None) -> None:
         """Keep a finished response (completed or incomplete) and its request's input items. Never blocks."""
-        created = float(response.get("created_at") or now or time.time())
-        row = {"id": response["id"], "created_at": created, "expires_at": (now or time.time()) + self.retention,
-               "model": response.get("model"), "owner": owner,
+        now = time.time() if now is None else now
+        row = {"id": response["id"], "created_at": float(response.get("created_at") or now),
+               "expires_at": now + self.retention, "model": response.get("model"), "owner": owner,
                "previous_response_id": response.get("previous_response_id"), "input_items": list(input_items),
                "output": list(response.get("output") or []), "response": response}
         self._mem[row["id"]] = row
-        self._pending.append(row)
-        if len(self._pending) >= self._batch and self._wake is not None:
-            self._wake.set()
-
-    async def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name="mlxgw-responses")
+        self._queue(row)
 
     async def close(self) -> None:
-        """Write everything pending, then end the background task."""
-        self._stopping = True
-        if self._wake is not None:
-            self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-        if self._pending:
-            await self.flush()
-            if self._pending:
-                log.error("stored responses: %d lost, the database refused them", len(self._pending))
+        """Write everything pending, then end the background task (BatchWriter.stop)."""
+        await self.stop()
 
-    async def flush(self) -> None:
-        """Write the responses pending now (in a worker thread); refused ones stay pending."""
-        async with self._lock:
-            rows = self._take()
-            if not rows:
-                return
-            try:
-                await asyncio.to_thread(self._write, rows)
-            except Exception as exc:
-                log.warning("stored responses: cannot write %d: %s", len(rows), exc)
-                self._pending[:0] = rows
-                overflow = len(self._pending) - self._max_pending
-                if overflow > 0:
-                    for row in self._pending[:overflow]:
-                        self._mem.pop(row["id"], None)
-                    del self._pending[:overflow]
-                    log.warning("stored responses: dropped %d the database would not take", overflow)
-                return
+    async def flush(self) -> bool:
+        ok = await super().flush()
         self._trim()
+        return ok
 
-    def _take(self) -> list[dict]:
-        rows, self._pending = self._pending, []
-        return rows
+    def _dropped(self, rows: list[dict]) -> None:
+        for row in rows:
+            self._mem.pop(row["id"], None)
 
     def _trim(self) -> None:
+        """Keep at most `memory` written rows in memory (pending ones always stay)."""
         pending = {r["id"] for r in self._pending}
         extra = len(self._mem) - self._memory
         for key in list(self._mem):
@@ -119,26 +85,14 @@ class ResponseStore:
                 del self._mem[key]
                 extra -= 1
 
-    async def _run(self) -> None:
-        last_prune = time.monotonic()
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            failed_before = len(self._pending)
-            await self.flush()
-            if self._stopping:
-                return
-            if self._pending and len(self._pending) >= failed_before:
-                await asyncio.sleep(self._interval)  # the database refused: back off a tick
-            if time.monotonic() - last_prune >= self._prune_every:
-                last_prune = time.monotonic()
-                try:
-                    await self.prune()
-                except Exception as exc:
-                    log.warning("stored responses: prune failed: %s", exc)
+    async def _tick(self) -> None:
+        if time.monotonic() - self._last_prune < self._prune_every:
+            return
+        self._last_prune = time.monotonic()
+        try:
+            await self.prune()
+        except Exception as exc:
+            log.warning("stored responses: prune failed: %s", exc)
 
     def _write(self, rows: list[dict]) -> None:
         # The engine directly, not Store.session: that turns an IntegrityError into a StoreError, and a

@@ -20,13 +20,15 @@ from mlxgw.dialects.responses.chat import from_chat_response, to_chat_request
 from mlxgw.dialects.responses.events import ResponsesEventWriter, sse
 from mlxgw.dialects.responses.objects import audit_tokens, failure, response_object
 from mlxgw.dialects.responses.requests import (
-    BUILTIN_TOOL_TYPES, RequestError, input_items, item_references, new_id, parse_request, resolve_references,
+    BUILTIN_TOOL_TYPES, RequestError, deleted, input_items, item_references, new_id, parse_request,
+    previous_response_not_found, resolve_references, response_not_found,
 )  # fmt: skip
 from mlxgw.dialects.responses.streams import AnthropicToResponsesStream, ChatToResponsesStream
 from mlxgw.dialects.responses.tools import ToolMap
 
 __all__ = [
-    "AnthropicToResponsesStream", "BUILTIN_TOOL_TYPES", "ChatToResponsesStream", "RequestError",
+    "AnthropicToResponsesStream", "BUILTIN_TOOL_TYPES", "ChatToResponsesStream", "RequestError", "deleted",
+    "previous_response_not_found", "response_not_found",
     "ResponsesEventWriter", "ToolMap", "audit_tokens", "failure", "from_anthropic_response",
     "from_chat_response", "input_items", "item_references", "new_id", "parse_request", "resolve_references",
     "response_object", "sse", "to_anthropic_request", "to_chat_request",

@@ -151,31 +151,27 @@ class ResponsesEventWriter:
                     "content_index": self._part, "part": dict(part)})
 
     def text(self, text: str) -> bytes:
-        head = self.start()
-        if not text or self.closed:
-            return head
-        item = self.output[self._message] if self._message is not None else None
-        if item is None or self._part is None or item["content"][self._part]["type"] != "output_text":
-            self._end_part()
-            self._open_part(ob.text_part(""))
-            item = self.output[self._message]
-        item["content"][self._part]["text"] += text
-        self._emit({"type": "response.output_text.delta", "item_id": item["id"], "output_index": self._message,
-                    "content_index": self._part, "delta": text, "logprobs": []})
-        return head + self._take()
+        return self._content("output_text", "text", text)
 
     def refusal(self, text: str) -> bytes:
+        return self._content("refusal", "refusal", text)
+
+    def _content(self, kind: str, field: str, text: str) -> bytes:
+        """A text or refusal delta into the open part of that kind (opened, with its message, if needed)."""
         head = self.start()
         if not text or self.closed:
             return head
         item = self.output[self._message] if self._message is not None else None
-        if item is None or self._part is None or item["content"][self._part]["type"] != "refusal":
+        if item is None or self._part is None or item["content"][self._part]["type"] != kind:
             self._end_part()
-            self._open_part(ob.refusal_part(""))
+            self._open_part(ob.text_part("") if kind == "output_text" else ob.refusal_part(""))
             item = self.output[self._message]
-        item["content"][self._part]["refusal"] += text
-        self._emit({"type": "response.refusal.delta", "item_id": item["id"], "output_index": self._message,
-                    "content_index": self._part, "delta": text})
+        item["content"][self._part][field] += text
+        event = {"type": "response.output_text.delta" if kind == "output_text" else "response.refusal.delta",
+                 "item_id": item["id"], "output_index": self._message, "content_index": self._part, "delta": text}
+        if kind == "output_text":
+            event["logprobs"] = []
+        self._emit(event)
         return head + self._take()
 
     def end_part(self) -> bytes:

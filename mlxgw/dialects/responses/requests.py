@@ -55,6 +55,22 @@ class RequestError(ValueError):
         self.status = status
 
 
+def previous_response_not_found(response_id: str) -> RequestError:
+    """OpenAI's 400 for an unknown, deleted, expired or unstored `previous_response_id`."""
+    return RequestError(f"Previous response with id '{response_id}' not found.", "previous_response_id",
+                        "previous_response_not_found")
+
+
+def response_not_found(response_id: str) -> RequestError:
+    """OpenAI's 404 for GET/DELETE/input_items of an unknown or deleted response."""
+    return RequestError(f"Response with id '{response_id}' not found.", None, None, status=404)
+
+
+def deleted(response_id: str) -> dict:
+    """The body of a successful DELETE /v1/responses/{id}."""
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
@@ -80,7 +96,7 @@ def _str_or_none(body: dict, key: str) -> None:
 # --- items ----------------------------------------------------------------------------------------------
 
 
-def _check_parts(content, where: str, role: str) -> None:
+def _check_parts(content, where: str) -> None:
     if isinstance(content, str):
         return
     _need(isinstance(content, list), f"{where}.content must be a string or an array of content parts",
@@ -111,7 +127,7 @@ def _check_item(item, i: int) -> None:
     if kind == "message":
         _need(item.get("role") in ROLES, f"{where}.role must be one of user, assistant, system, developer",
               f"{where}.role", "invalid_value")
-        _check_parts(item.get("content"), where, item["role"])
+        _check_parts(item.get("content"), where)
     elif kind in ("function_call", "custom_tool_call"):
         _need(isinstance(item.get("call_id"), str) and bool(item["call_id"]), f"{where}.call_id must be a string",
               f"{where}.call_id")

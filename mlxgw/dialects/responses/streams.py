@@ -73,7 +73,15 @@ class _Base:
     def tokens(self) -> tuple:
         return ob.audit_tokens(self.usage)
 
-    def _events(self, events) -> bytes:  # pragma: no cover - abstract
+    def _events(self, events) -> bytes:
+        out = []
+        for data in events:
+            if self.finished:
+                break
+            out.append(self._event(data))
+        return b"".join(out)
+
+    def _event(self, data: bytes) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -84,45 +92,39 @@ class ChatToResponsesStream(_Base):
         super().__init__(writer)
         self.finish_reason: str | None = None
 
-    def _events(self, events) -> bytes:
-        out = []
+    def _event(self, data: bytes) -> bytes:
+        if data == b"[DONE]":
+            return self._close()
+        obj = _decode(data)
+        if obj is None:
+            return b""
+        if "error" in obj:
+            return self.failed(_error_message(obj["error"]), _error_code(obj["error"]))
         w = self.writer
-        for data in events:
-            if self.finished:
-                break
-            if data == b"[DONE]":
-                out.append(self._close())
-                break
-            obj = _decode(data)
-            if obj is None:
+        out = [w.start()]
+        if isinstance(obj.get("usage"), dict):
+            self.usage = ob.usage_from_chat(obj["usage"])
+        choices = obj.get("choices")
+        ch = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        if ch is None:
+            return out[0]
+        delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
+        r = reasoning_text(delta)
+        if r:
+            out.append(w.reasoning(r))
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            out.append(w.text(delta["content"]))
+        if isinstance(delta.get("refusal"), str) and delta["refusal"]:
+            out.append(w.refusal(delta["refusal"]))
+        for pos, tc in enumerate(delta.get("tool_calls") or []):
+            if not isinstance(tc, dict):
                 continue
-            if "error" in obj:
-                out.append(self.failed(_error_message(obj["error"]), _error_code(obj["error"])))
-                break
-            out.append(w.start())
-            if isinstance(obj.get("usage"), dict):
-                self.usage = ob.usage_from_chat(obj["usage"])
-            choices = obj.get("choices")
-            ch = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-            if ch is None:
-                continue
-            delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
-            r = reasoning_text(delta)
-            if r:
-                out.append(w.reasoning(r))
-            if isinstance(delta.get("content"), str) and delta["content"]:
-                out.append(w.text(delta["content"]))
-            if isinstance(delta.get("refusal"), str) and delta["refusal"]:
-                out.append(w.refusal(delta["refusal"]))
-            for pos, tc in enumerate(delta.get("tool_calls") or []):
-                if not isinstance(tc, dict):
-                    continue
-                fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
-                args = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
-                out.append(w.call(tc.get("index", pos), tc.get("id") if isinstance(tc.get("id"), str) else None,
-                                  fn.get("name") if isinstance(fn.get("name"), str) else None, args))
-            if ch.get("finish_reason") is not None and self.finish_reason is None:
-                self.finish_reason = ch["finish_reason"]  # the usage chunk comes after it: keep reading
+            fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+            args = fn.get("arguments") if isinstance(fn.get("arguments"), str) else ""
+            out.append(w.call(tc.get("index", pos), tc.get("id") if isinstance(tc.get("id"), str) else None,
+                              fn.get("name") if isinstance(fn.get("name"), str) else None, args))
+        if ch.get("finish_reason") is not None and self.finish_reason is None:
+            self.finish_reason = ch["finish_reason"]  # the usage chunk comes after it: keep reading
         return b"".join(out)
 
     def _close(self) -> bytes:
@@ -136,8 +138,6 @@ class ChatToResponsesStream(_Base):
         out = self._events(self.parser.close())
         if self.finished:
             return out
-        if self.finish_reason is None:
-            self.error = CUT
         return out + self._close()  # EOF without [DONE] is fine after a finish_reason
 
 
@@ -155,54 +155,48 @@ class AnthropicToResponsesStream(_Base):
             self._anthropic_usage.update({k: v for k, v in u.items() if v is not None})
             self.usage = ob.usage_from_anthropic(self._anthropic_usage)
 
-    def _events(self, events) -> bytes:
-        out = []
+    def _event(self, data: bytes) -> bytes:
+        ev = _decode(data)
+        if ev is None:
+            return b""
+        kind = ev.get("type")
+        if kind == "error":
+            return self.failed(_error_message(ev.get("error")), _error_code(ev.get("error")))
         w = self.writer
-        for data in events:
-            if self.finished:
-                break
-            ev = _decode(data)
-            if ev is None:
-                continue
-            kind = ev.get("type")
-            if kind == "error":
-                out.append(self.failed(_error_message(ev.get("error")), _error_code(ev.get("error"))))
-                break
-            out.append(w.start())
-            index = ev.get("index")
-            if kind == "message_start":
-                msg = ev.get("message") if isinstance(ev.get("message"), dict) else {}
-                self._usage(msg.get("usage"))
-            elif kind == "content_block_start":
-                block = ev.get("content_block") if isinstance(ev.get("content_block"), dict) else {}
-                self._blocks[index] = block.get("type")
-                if block.get("type") == "tool_use":
-                    out.append(w.call(("tool", index), str(block.get("id") or "") or None, str(block.get("name") or "")))
-                elif block.get("type") == "text" and block.get("text"):
-                    out.append(w.text(block["text"]))
-            elif kind == "content_block_delta":
-                delta = ev.get("delta") if isinstance(ev.get("delta"), dict) else {}
-                dkind = delta.get("type")
-                if dkind == "text_delta":
-                    out.append(w.text(delta.get("text") or ""))
-                elif dkind == "thinking_delta":
-                    out.append(w.reasoning(delta.get("thinking") or ""))
-                elif dkind == "input_json_delta" and self._blocks.get(index) == "tool_use":
-                    out.append(w.call(("tool", index), fragment=delta.get("partial_json") or ""))
-            elif kind == "content_block_stop":
-                if self._blocks.get(index) == "text":
-                    out.append(w.end_part())  # the message stays open for a following text block
-            elif kind == "message_delta":
-                self._usage(ev.get("usage"))
-                delta = ev.get("delta") if isinstance(ev.get("delta"), dict) else {}
-                if delta.get("stop_reason"):
-                    self.stop_reason = delta["stop_reason"]
-            elif kind == "message_stop":
-                self.finished = True
-                status, reason = anthropic_status(self.stop_reason)
-                out.append(w.finish(status, reason, self.usage, empty_args="{}"))
-                break
-        return b"".join(out)
+        head = w.start()
+        index = ev.get("index")
+        if kind == "message_start":
+            msg = ev.get("message") if isinstance(ev.get("message"), dict) else {}
+            self._usage(msg.get("usage"))
+        elif kind == "content_block_start":
+            block = ev.get("content_block") if isinstance(ev.get("content_block"), dict) else {}
+            self._blocks[index] = block.get("type")
+            if block.get("type") == "tool_use":
+                return head + w.call(("tool", index), str(block.get("id") or "") or None, str(block.get("name") or ""))
+            if block.get("type") == "text" and block.get("text"):
+                return head + w.text(block["text"])
+        elif kind == "content_block_delta":
+            delta = ev.get("delta") if isinstance(ev.get("delta"), dict) else {}
+            dkind = delta.get("type")
+            if dkind == "text_delta":
+                return head + w.text(delta.get("text") or "")
+            if dkind == "thinking_delta":
+                return head + w.reasoning(delta.get("thinking") or "")
+            if dkind == "input_json_delta" and self._blocks.get(index) == "tool_use":
+                return head + w.call(("tool", index), fragment=delta.get("partial_json") or "")
+        elif kind == "content_block_stop":
+            if self._blocks.get(index) == "text":
+                return head + w.end_part()  # the message stays open for a following text block
+        elif kind == "message_delta":
+            self._usage(ev.get("usage"))
+            delta = ev.get("delta") if isinstance(ev.get("delta"), dict) else {}
+            if delta.get("stop_reason"):
+                self.stop_reason = delta["stop_reason"]
+        elif kind == "message_stop":
+            self.finished = True
+            status, reason = anthropic_status(self.stop_reason)
+            return head + w.finish(status, reason, self.usage, empty_args="{}")
+        return head
 
     def end(self) -> bytes:
         out = self._events(self.parser.close())
