@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
@@ -18,7 +19,15 @@ from tests import conformance
 
 @pytest.fixture
 def db(tmp_path):
-    return Store(f"sqlite:///{tmp_path / 'mlxgw.db'}")
+    """A fresh SQLite store; with MLXGW_TEST_PG_URL set (e.g. postgresql+psycopg://pg@127.0.0.1:5432/db), a
+    PostgreSQL one instead, emptied first: the store is plain SQLAlchemy Core, this proves it there."""
+    url = os.environ.get("MLXGW_TEST_PG_URL")
+    if not url:
+        return Store(f"sqlite:///{tmp_path / 'mlxgw.db'}")
+    store = Store(url)
+    with store.engine.begin() as conn:
+        conn.execute(text("delete from responses"))
+    return store
 
 
 def turn(rid: str, text_in: str, answer: str, prev: str | None = None, **req) -> tuple[dict, list[dict]]:

@@ -154,15 +154,15 @@ class ResponseStore(BatchWriter):
         now = time.time()
         chain: list[dict] = []
         rid: str | None = response_id
-        while rid and rid in self._mem and len(chain) < limit:
+        while rid and rid in self._mem and len(chain) < limit:  # the newest turns are in memory
             row = self._visible(self._mem[rid], owner, now)
             if row is None:
+                rid = None  # expired or another key's: the conversation starts after it
                 break
             chain.append(row)
             rid = row["previous_response_id"]
-        else:
-            if rid and len(chain) < limit:
-                chain += await asyncio.to_thread(self._load_chain, rid, owner, now, limit - len(chain))
+        if rid and len(chain) < limit:  # the older ones: one walk in the database
+            chain += await asyncio.to_thread(self._load_chain, rid, owner, now, limit - len(chain))
         if not chain or chain[0]["id"] != response_id:
             return None
         items: list[dict] = []
