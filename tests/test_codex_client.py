@@ -122,7 +122,7 @@ def test_codex_exec_runs_a_tool_call_turn(tmp_path, wire):
         provider = (f'model_providers.gw={{name="gw", base_url="http://127.0.0.1:{stub.server_address[1]}/v1", '
                     'env_key="GW_KEY", wire_api="responses"}')
         done = subprocess.run(
-            [str(codex), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+            [str(codex), "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
              "-m", "local-model", "-c", "model_provider=gw", "-c", provider, "-c", 'web_search="disabled"',
              f"run echo {MARKER}"],
             cwd=work, env=codex_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -131,7 +131,10 @@ def test_codex_exec_runs_a_tool_call_turn(tmp_path, wire):
         stub.shutdown()
     assert stub.problems == []
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().endswith(f"the tool said {MARKER}"), done.stdout
+    items = [e["item"] for e in map(json.loads, done.stdout.splitlines()) if e.get("type") == "item.completed"]
+    ran = [i for i in items if i["type"] == "command_execution"]
+    assert [(i["exit_code"], i["aggregated_output"].strip()) for i in ran] == [(0, MARKER)], done.stdout
+    assert items[-1] == {**items[-1], "type": "agent_message", "text": f"the tool said {MARKER}"}
     assert len(stub.requests) == 2
     second = stub.requests[1]["input"]
     call = next(i for i in second if i.get("type") == "function_call")

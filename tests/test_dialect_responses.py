@@ -530,3 +530,49 @@ def test_not_found_errors_as_openai_gives_them():
         "message": "Response with id 'resp_gone' not found.", "type": "invalid_request_error", "param": None,
         "code": None}}
     assert rs.deleted("resp_1") == {"id": "resp_1", "object": "response", "deleted": True}
+
+
+# --- pass-through to OpenAI ---------------------------------------------------------------------------------
+
+
+def test_passthrough_keeps_the_state_at_the_gateway():
+    """A conversation started on a local backend continues on OpenAI: the history goes in `input`,
+    OpenAI stores nothing, foreign reasoning and gateway ids are left out, the answer echoes the client."""
+    req1 = parse(model="m", input="one")
+    resp1 = rs.from_chat_response(completion({"content": "A", "reasoning_content": "local thoughts"}), req1, "resp_1", 1)
+    history = rs.input_items(req1) + resp1["output"] + [
+        {"type": "reasoning", "id": "rs_openai", "summary": [], "encrypted_content": "gAAAA-opaque"}]
+    req2 = parse(model="client-model", input="two", previous_response_id="resp_1", include=["message.output_text.logprobs"],
+                 client_metadata={"x": "y"})
+    up = rs.passthrough.to_openai_request(req2, "gpt-5.5", history)
+    assert up == {"model": "gpt-5.5", "store": False, "include": ["message.output_text.logprobs", "reasoning.encrypted_content"],
+                  "input": [
+                      {"type": "message", "role": "user", "status": "completed",
+                       "content": [{"type": "input_text", "text": "one"}]},
+                      {"type": "message", "status": "completed", "role": "assistant",
+                       "content": [{"type": "output_text", "text": "A", "annotations": [], "logprobs": []}]},
+                      {"type": "reasoning", "id": "rs_openai", "summary": [], "encrypted_content": "gAAAA-opaque"},
+                      {"type": "message", "role": "user", "status": "completed",
+                       "content": [{"type": "input_text", "text": "two"}]}]}
+    assert "previous_response_id" in req2  # the client's dict is untouched
+    theirs = rs.from_chat_response(completion({"content": "B"}), {**up, "input": "x"}, "resp_oa", 2)
+    mine = rs.passthrough.from_openai_response(theirs, req2)
+    assert (mine["model"], mine["store"], mine["previous_response_id"]) == ("client-model", True, "resp_1")
+    conformance.validate_response(mine)
+    event = rs.passthrough.from_openai_event({"type": "response.completed", "response": theirs, "sequence_number": 9}, req2)
+    assert event["response"] == mine
+    delta = {"type": "response.output_text.delta", "delta": "B"}
+    assert rs.passthrough.from_openai_event(delta, req2) is delta
+
+
+def test_allowed_builtin_tools_never_reach_a_translated_backend():
+    """The caller may choose to accept built-in tools (allow_builtin_tools) and translate anyway: they are
+    left out of the backend's tools, and a tool_choice forcing one is a 400 naming it."""
+    body = rs.parse_request(json.dumps({"model": "m", "input": "hi", "tools": [WEATHER, {"type": "web_search"}]}).encode(),
+                            allow_builtin_tools=True)
+    assert [t["function"]["name"] for t in rs.to_chat_request(body, "b")["tools"]] == ["get_weather"]
+    assert [t["name"] for t in rs.to_anthropic_request(body, "c")["tools"]] == ["get_weather"]
+    forced = {**body, "tool_choice": {"type": "web_search"}}
+    with pytest.raises(rs.RequestError) as info:
+        rs.to_chat_request(forced, "b")
+    assert info.value.param == "tool_choice.type"

@@ -10,6 +10,7 @@ and the store keeps the conversations (mlxgw.store.responses).
     anthropic  Responses -> Messages request; Message -> Response
     events     ResponsesEventWriter: the stream events, sequence numbers, terminal Response
     streams    chat chunks / Anthropic events -> events (the relay's Translator shape)
+    passthrough  OpenAI's own Responses API: the gateway keeps the state (store/previous_response_id)
 
 Reference: ../shared/reference/responses-api.md; every Response and event validates against
 ../shared/conformance/openai-responses.schema.json (tests/test_dialect_responses.py).
@@ -18,6 +19,7 @@ Reference: ../shared/reference/responses-api.md; every Response and event valida
 from mlxgw.dialects.responses.anthropic import from_anthropic_response, to_anthropic_request
 from mlxgw.dialects.responses.chat import from_chat_response, to_chat_request
 from mlxgw.dialects.responses.events import ResponsesEventWriter, sse
+from mlxgw.dialects.responses import passthrough
 from mlxgw.dialects.responses.objects import audit_tokens, failure, response_object
 from mlxgw.dialects.responses.requests import (
     BUILTIN_TOOL_TYPES, RequestError, deleted, input_items, item_references, new_id, parse_request,
@@ -30,6 +32,6 @@ __all__ = [
     "AnthropicToResponsesStream", "BUILTIN_TOOL_TYPES", "ChatToResponsesStream", "RequestError", "deleted",
     "previous_response_not_found", "response_not_found",
     "ResponsesEventWriter", "ToolMap", "audit_tokens", "failure", "from_anthropic_response",
-    "from_chat_response", "input_items", "item_references", "new_id", "parse_request", "resolve_references",
+    "from_chat_response", "input_items", "passthrough", "item_references", "new_id", "parse_request", "resolve_references",
     "response_object", "sse", "to_anthropic_request", "to_chat_request",
 ]
