@@ -328,3 +328,14 @@ def test_anthropic_error_event_and_cut_stream_fail():
     events = run(conv, anthropic_sse([a_start(), block(0, {"type": "text", "text": ""})]))
     assert events[-1]["type"] == "response.failed" and conv.error.startswith("the provider closed")
     assert conv.tokens() == (110, 1, 100)
+
+
+def test_failed_takes_an_upstream_error_as_the_relay_passes_it():
+    from mlxgw.backends.base import UpstreamStatusError
+
+    conv = chat_stream(req())
+    conv.feed(chat_sse([chunk({"content": "Hi"})], done=False))
+    out = conv.failed(UpstreamStatusError("p", 429, b"slow down"))
+    event = conformance.parse_response_sse(out.decode())[-1][1]
+    assert event["type"] == "response.failed" and event["response"]["error"]["code"] == "rate_limit_exceeded"
+    assert conv.error == event["response"]["error"]["message"] and conv.finished

@@ -6,7 +6,7 @@ SSE stream; both write through a `ResponsesEventWriter`. They have the shape of 
 
     feed(chunk: bytes) -> bytes       raw upstream bytes in, client SSE bytes out (a cut anywhere is fine)
     end() -> bytes                    the upstream ended (EOF)
-    failed(message, code) -> bytes    a mid-stream failure (an UpstreamError): response.failed
+    failed(error, code) -> bytes      a mid-stream failure (a message, or an UpstreamError): response.failed
     finished                          True once nothing more is wanted from the upstream
     error                             why the stream failed, for the audit row (None: it did not)
     tokens()                          (input, output, cached) for the audit row
@@ -63,9 +63,14 @@ class _Base:
     def feed(self, chunk: bytes) -> bytes:
         return self._events(self.parser.feed(chunk))
 
-    def failed(self, message: str, code: str = "server_error") -> bytes:
+    def failed(self, error, code: str = "server_error") -> bytes:
+        """response.failed for a mid-stream failure: `error` is a message, or an exception such as the
+        backends' UpstreamError (its `message`; a 429 `status` gives rate_limit_exceeded)."""
         if self.finished:
             return b""
+        message = error if isinstance(error, str) else str(getattr(error, "message", None) or error)
+        if getattr(error, "status", None) == 429:
+            code = "rate_limit_exceeded"
         self.finished = True
         self.error = message
         return self.writer.failed(message, code, self.usage)
