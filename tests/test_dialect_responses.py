@@ -161,7 +161,7 @@ def test_chat_request_from_a_string_with_instructions_and_options():
         "max_tokens": 300,
         "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {"type": "object"},
                                                                    "strict": True}},
-        "reasoning_effort": "high", "stream": True, "stream_options": {"include_usage": True}}
+        "reasoning_effort": "high", "logprobs": True, "stream": True, "stream_options": {"include_usage": True}}
 
 
 def test_chat_request_options_spelled_for_openai_and_defaults_left_out():

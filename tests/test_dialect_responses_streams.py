@@ -339,3 +339,27 @@ def test_failed_takes_an_upstream_error_as_the_relay_passes_it():
     event = conformance.parse_response_sse(out.decode())[-1][1]
     assert event["type"] == "response.failed" and event["response"]["error"]["code"] == "rate_limit_exceeded"
     assert conv.error == event["response"]["error"]["message"] and conv.finished
+
+
+def test_logprobs_come_back_when_included():
+    body = req(include=["message.output_text.logprobs"], top_logprobs=1)
+    assert rs.to_chat_request(body, "b")["logprobs"] is True and rs.to_chat_request(body, "b")["top_logprobs"] == 1
+
+    def lp(token, value):
+        return {"content": [{"token": token, "logprob": value, "bytes": list(token.encode()),
+                             "top_logprobs": [{"token": token, "logprob": value, "bytes": list(token.encode())}]}]}
+
+    raw = chat_sse([{**chunk({"content": "Hi"}), "choices": [{"index": 0, "delta": {"content": "Hi"},
+                                                             "logprobs": lp("Hi", -0.1), "finish_reason": None}]},
+                    {**chunk({"content": "!"}), "choices": [{"index": 0, "delta": {"content": "!"},
+                                                            "logprobs": lp("!", -0.5), "finish_reason": None}]},
+                    chunk({}, "stop")])
+    events = run(chat_stream(body), raw)
+    deltas = [e["logprobs"] for e in events if e["type"] == "response.output_text.delta"]
+    assert deltas == [[{"token": "Hi", "logprob": -0.1, "top_logprobs": [{"token": "Hi", "logprob": -0.1}]}],
+                      [{"token": "!", "logprob": -0.5, "top_logprobs": [{"token": "!", "logprob": -0.5}]}]]
+    merged = {"content": lp("Hi", -0.1)["content"] + lp("!", -0.5)["content"]}
+    expected = rs.from_chat_response({"choices": [{"message": {"content": "Hi!"}, "logprobs": merged,
+                                                   "finish_reason": "stop"}]}, body, "resp_s1", CREATED)
+    assert without_completed_at(events[-1]["response"]) == without_completed_at(expected)
+    assert [e["token"] for e in expected["output"][0]["content"][0]["logprobs"]] == ["Hi", "!"]

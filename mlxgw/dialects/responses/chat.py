@@ -14,6 +14,8 @@ Request (`to_chat_request`): the backend body is built from scratch.
 - Reasoning items (their encrypted_content included) are dropped: chat backends take no reasoning back.
   Built-in tool traffic (web_search_call...) and additional_tools items are dropped too (their tools are
   merged into `tools`).
+- `include: ["message.output_text.logprobs"]` or `top_logprobs` -> `logprobs: true` (+ `top_logprobs`),
+  and the chat logprobs come back on the output_text parts and text deltas;
 - `text.format` json_schema/json_object -> `response_format`; `reasoning.effort` -> `reasoning_effort`
   (none: omitted; xhigh/max/unknown: high); `max_output_tokens` -> `max_tokens` (or
   `max_completion_tokens` for OpenAI's own models); a stream always asks `include_usage`.
@@ -33,6 +35,7 @@ from mlxgw.dialects.responses import objects as ob
 from mlxgw.dialects.responses.requests import DROPPED_ITEM_TYPES, RequestError, input_items
 from mlxgw.dialects.responses.tools import ToolMap, wrap_custom
 
+LOGPROBS = "message.output_text.logprobs"
 EFFORTS = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
 
 
@@ -193,8 +196,10 @@ def to_chat_request(body: dict, backend_model: str, history: list[dict] | None =
     e = effort(body)
     if e is not None:
         out["reasoning_effort"] = e
-    if body.get("top_logprobs"):
-        out["logprobs"], out["top_logprobs"] = True, body["top_logprobs"]
+    if body.get("top_logprobs") or LOGPROBS in (body.get("include") or []):
+        out["logprobs"] = True
+        if body.get("top_logprobs"):
+            out["top_logprobs"] = body["top_logprobs"]
     user = body.get("safety_identifier") or body.get("user")
     if forward_user and isinstance(user, str):
         out["user"] = user
@@ -241,7 +246,7 @@ def from_chat_response(chat: dict, req: dict, response_id: str, created_at: int,
     calls = [c for c in msg.get("tool_calls") or [] if isinstance(c, dict)]
     parts = []
     if isinstance(content, str) and (content or not calls):
-        parts.append(ob.text_part(content))  # an empty answer is one empty part, never invented text
+        parts.append({**ob.text_part(content), "logprobs": ob.logprobs_from_chat(ch.get("logprobs"))})  # an empty answer is one empty part, never invented text
     if isinstance(msg.get("refusal"), str) and msg["refusal"]:
         parts.append(ob.refusal_part(msg["refusal"]))
     if parts or not calls:

@@ -150,13 +150,14 @@ class ResponsesEventWriter:
         self._emit({"type": "response.content_part.added", "item_id": item["id"], "output_index": self._message,
                     "content_index": self._part, "part": dict(part)})
 
-    def text(self, text: str) -> bytes:
-        return self._content("output_text", "text", text)
+    def text(self, text: str, logprobs: list[dict] | None = None) -> bytes:
+        """A text delta; `logprobs` (LogProb entries, see objects.logprobs_from_chat) when the backend gave them."""
+        return self._content("output_text", "text", text, logprobs)
 
     def refusal(self, text: str) -> bytes:
         return self._content("refusal", "refusal", text)
 
-    def _content(self, kind: str, field: str, text: str) -> bytes:
+    def _content(self, kind: str, field: str, text: str, logprobs: list[dict] | None = None) -> bytes:
         """A text or refusal delta into the open part of that kind (opened, with its message, if needed)."""
         head = self.start()
         if not text or self.closed:
@@ -166,11 +167,14 @@ class ResponsesEventWriter:
             self._end_part()
             self._open_part(ob.text_part("") if kind == "output_text" else ob.refusal_part(""))
             item = self.output[self._message]
-        item["content"][self._part][field] += text
+        part = item["content"][self._part]
+        part[field] += text
+        if logprobs:
+            part["logprobs"] = part["logprobs"] + logprobs
         event = {"type": "response.output_text.delta" if kind == "output_text" else "response.refusal.delta",
                  "item_id": item["id"], "output_index": self._message, "content_index": self._part, "delta": text}
         if kind == "output_text":
-            event["logprobs"] = []
+            event["logprobs"] = ob.delta_logprobs(logprobs or [])
         self._emit(event)
         return head + self._take()
 
@@ -187,7 +191,7 @@ class ResponsesEventWriter:
         part = item["content"][k]
         if part["type"] == "output_text":
             self._emit({"type": "response.output_text.done", "item_id": item["id"], "output_index": index,
-                        "content_index": k, "text": part["text"], "logprobs": []})
+                        "content_index": k, "text": part["text"], "logprobs": ob.delta_logprobs(part["logprobs"])})
         else:
             self._emit({"type": "response.refusal.done", "item_id": item["id"], "output_index": index,
                         "content_index": k, "refusal": part["refusal"]})

@@ -44,6 +44,26 @@ def reasoning_item(item_id: str, text: str, status: str = "completed", encrypted
     return item
 
 
+def logprobs_from_chat(lp) -> list[dict]:
+    """Output-text logprobs (LogProb) from a chat choice's `logprobs` (its `content` entries)."""
+    out = []
+    for e in (lp.get("content") if isinstance(lp, dict) else None) or []:
+        if not isinstance(e, dict) or not isinstance(e.get("token"), str):
+            continue
+        top = [{"token": t["token"], "logprob": t.get("logprob", 0.0), "bytes": t.get("bytes") or list(t["token"].encode())}
+               for t in e.get("top_logprobs") or [] if isinstance(t, dict) and isinstance(t.get("token"), str)]
+        out.append({"token": e["token"], "logprob": e.get("logprob", 0.0),
+                    "bytes": e.get("bytes") or list(e["token"].encode()), "top_logprobs": top})
+    return out
+
+
+def delta_logprobs(logprobs: list[dict]) -> list[dict]:
+    """The same logprobs as a text delta event carries them (ResponseLogProb: no bytes)."""
+    return [{"token": e["token"], "logprob": e["logprob"],
+             "top_logprobs": [{"token": t["token"], "logprob": t["logprob"]} for t in e["top_logprobs"]]}
+            for e in logprobs]
+
+
 def usage(input_tokens: int, output_tokens: int, cached: int = 0, cache_write: int = 0, reasoning: int = 0) -> dict:
     return {"input_tokens": input_tokens,
             "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": cache_write},

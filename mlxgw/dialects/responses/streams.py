@@ -118,7 +118,7 @@ class ChatToResponsesStream(_Base):
         if r:
             out.append(w.reasoning(r))
         if isinstance(delta.get("content"), str) and delta["content"]:
-            out.append(w.text(delta["content"]))
+            out.append(w.text(delta["content"], ob.logprobs_from_chat(ch.get("logprobs"))))
         if isinstance(delta.get("refusal"), str) and delta["refusal"]:
             out.append(w.refusal(delta["refusal"]))
         for pos, tc in enumerate(delta.get("tool_calls") or []):
