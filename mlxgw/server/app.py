@@ -18,6 +18,7 @@ from mlxgw.server.lifespan import Lifespan
 from mlxgw.server.messages import CountTokens, Messages
 from mlxgw.server.middleware import RequestContext
 from mlxgw.server.resources import Health, Models, Root
+from mlxgw.server.responses import InputItems, Responses, StoredResponse
 from mlxgw.server.ui import add_routes as add_ui_routes
 from mlxgw.store.db import Store
 
@@ -46,6 +47,9 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     errors.install(app)
     app.add_route("/v1/chat/completions", Inference(gateway, ChatCompletions()))
     app.add_route("/v1/messages", Inference(gateway, Messages()))
+    app.add_route("/v1/responses", Inference(gateway, Responses(gateway)))
+    app.add_route("/v1/responses/{response_id}", StoredResponse(gateway))
+    app.add_route("/v1/responses/{response_id}/input_items", InputItems(gateway))
     app.add_route("/v1/messages/count_tokens", CountTokens(gateway))
     app.add_route("/v1/models", Models(gateway))
     app.add_route("/health", Health(gateway))

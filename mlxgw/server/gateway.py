@@ -6,6 +6,7 @@ in one process."""
 from __future__ import annotations
 
 from mlxgw.audit.writer import AuditWriter
+from mlxgw.store.responses import ResponseStore
 from mlxgw.backends.http import HttpClient
 from mlxgw.routing import Breakers
 from mlxgw.server.config import ServerConfig
@@ -18,6 +19,7 @@ class Gateway:
         self.http = HttpClient()
         self.runtime: Runtime | None = None  # set at startup, swapped by the reloader
         self.audit: AuditWriter | None = None
+        self.responses: ResponseStore | None = None  # stored Responses API responses, set at startup
         self.supervisor = None  # the local engines' mlxgw.supervisor.Supervisor, set at startup
         self.key_hashes: frozenset[str] = frozenset()
         self.keys_required = config.keys_required

@@ -20,6 +20,7 @@ from mlxgw.audit.writer import AuditWriter
 from mlxgw.server import keys, runtime
 from mlxgw.server.gateway import Gateway
 from mlxgw.store.db import Store
+from mlxgw.store.responses import ResponseStore
 from mlxgw.store.state import current_revision, load_runtime
 from mlxgw import supervisor as engines
 
@@ -50,6 +51,8 @@ class Lifespan:
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
+        gw.responses = ResponseStore(store, interval=gw.config.audit_interval)
+        await gw.responses.start()
         self._wake = asyncio.Event()
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # main thread, POSIX only
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
@@ -75,6 +78,8 @@ class Lifespan:
             await self.supervisor.shutdown()
         if gw.audit is not None:
             await gw.audit.stop()
+        if gw.responses is not None:
+            await gw.responses.close()
         await gw.http.close()
         if self.store is not None:
             self.store.engine.dispose()
