@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from mlxgw.config import durations
 from mlxgw.routing.snapshot import Snapshot
-from mlxgw.store.secrets import fingerprint
+from mlxgw.fingerprints import fingerprint
 from mlxgw.ui.jsregex import translate
 
 HOUR = 3600.0
