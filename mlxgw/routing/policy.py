@@ -27,8 +27,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlxgw.backends.base import (
-    UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
+from mlxgw.upstream_errors import (
+    EngineError, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
 )  # fmt: skip
 
 FAILOVER_STATUSES = frozenset({408, 429})
@@ -53,10 +53,6 @@ class ColdTarget(UpstreamError):
     """A local target skipped because it is not loaded and would take longer than the route's max_wait."""
 
 
-def _is_engine_failure(exc: UpstreamError) -> bool:
-    return type(exc).__name__ == "EngineError"  # mlxgw.supervisor's; no import: routing sits below it
-
-
 def fails_over(exc: UpstreamError) -> bool:
     """True when the next target should be tried (see the module docstring)."""
     if isinstance(exc, ModelLoading):
@@ -75,7 +71,7 @@ def retryable(exc: UpstreamError) -> bool:
     if isinstance(exc, UpstreamTimeout):
         return exc.kind == "connect"
     if isinstance(exc, UpstreamConnectError):
-        return not _is_engine_failure(exc)
+        return not isinstance(exc, EngineError)
     return False
 
 
@@ -91,7 +87,7 @@ def outcome(exc: UpstreamError) -> str:
         return f"timeout_{exc.kind}"
     if isinstance(exc, UpstreamProtocolError):
         return "bad_response"
-    if _is_engine_failure(exc):
+    if isinstance(exc, EngineError):
         return "engine_failed"
     return "unreachable"
 
