@@ -198,6 +198,23 @@ class Snapshot:
                     out.append(item)
         return out
 
+    # Read-only views of the resolver's tables (the UI draws the precedence from them).
+
+    @property
+    def exact_routes(self) -> MappingProxyType:
+        """name -> the exact route that answers it (the first declared one when names repeat)."""
+        return MappingProxyType(self._exact)
+
+    @property
+    def prefix_routes(self) -> tuple[tuple[str, Route], ...]:
+        """(prefix, route) pairs, longest prefix first, ties in declared order."""
+        return self._prefixes
+
+    @property
+    def regex_routes(self) -> tuple[Route, ...]:
+        """The regex routes in declared order."""
+        return tuple(rt for _, rt in self._regexes)
+
     def route(self, model: str) -> Route | None:
         r = self._exact.get(model)
         if r is not None:
