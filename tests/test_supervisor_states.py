@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import mlxgw.supervisor
-from mlxgw.routing import Snapshot
 from mlxgw.supervisor import FAILED, READY, STARTING, STOPPED, STOPPING, EngineError, IllegalTransition, Readiness
 from mlxgw.supervisor.models import TRANSITIONS
 from tests.supervisor_helpers import model, provider

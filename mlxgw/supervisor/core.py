@@ -22,7 +22,8 @@ States: stopped -> starting -> ready -> stopping -> stopped, and failed (a start
 Engine output goes to `MLXGW_HOME/logs/<provider>--<model>.log`. Everything runs on the server's event
 loop, with no lock: every state change happens between two awaits, through `_move`, which checks it
 against models.TRANSITIONS and raises IllegalTransition (a bug) otherwise. The data types live in
-models.py, the operating-system side (spawn, signals, /proc, logs) in process.py.
+models.py, the operating-system side (spawn, signals, /proc, logs) in process.py, the choice of what to
+evict before a start in room.py.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
-from mlxgw.supervisor import memory, process
+from mlxgw.supervisor import memory, process, room
 from mlxgw.supervisor.models import (
     FAILED, READY, STARTING, STOPPED, STOPPING, TRANSITIONS, EngineProfile, IllegalTransition, ManagedModel,
     Readiness,
@@ -317,36 +318,12 @@ class Supervisor:
         self._move(m, READY)
         log.info("local model %s/%s ready in %.1fs", m.provider, m.name, m.start_seconds[-1])
 
-    def _loaded(self) -> list[ManagedModel]:
-        return [x for x in self.models.values() if x.state in (STARTING, READY, STOPPING)]
-
     async def _make_room(self, m: ManagedModel, profile: EngineProfile) -> None:
         """Evict idle models (least recently used first) until `m` fits the memory budget and its
-        provider's max_loaded; EngineError with the numbers when it cannot."""
+        provider's max_loaded; EngineError with the numbers when it cannot (room.py decides)."""
         need = m.estimate(profile.overhead)
-        while True:
-            others = [x for x in self._loaded() if x is not m]
-            used = sum(x.estimate(self.profiles[x.launch.kind].overhead).total for x in others)
-            same = [x for x in others if x.provider == m.provider]
-            limit = m.settings.max_loaded
-            over_count = limit is not None and len(same) >= limit
-            over_memory = used + need.total > self.budget
-            if not over_count and not over_memory:
-                return
-            pool = same if over_count and not over_memory else others
-            idle = sorted((x for x in pool if x.state == READY and x.inflight == 0), key=lambda x: x.last_used)
-            if not idle:
-                busy = ", ".join(f"{x.provider}/{x.name} ({x.state}, {x.inflight} in flight)" for x in pool) or "none"
-                if over_memory:
-                    raise EngineError(m.provider, (
-                        f"not starting '{m.name}': it needs about {need.describe()}, the memory budget is "
-                        f"{memory.human(self.budget)} and {memory.human(used)} of it is taken by models that "
-                        f"cannot be stopped now: {busy}. Set MLXGW_MEMORY_BUDGET or stop a model."))
-                raise EngineError(m.provider, (
-                    f"not starting '{m.name}': provider '{m.provider}' allows {limit} loaded model(s) "
-                    f"(max_loaded) and none of {busy} is idle"))
-            victim = idle[0]
-            why = "memory" if over_memory else "max_loaded"
+        while (pick := room.next_eviction(m, need, self.models.values(), self.profiles, self.budget)) is not None:
+            victim, why = pick
             log.info("evicting idle model %s/%s to make room for %s (%s)", victim.provider, victim.name, m.name, why)
             await self._stop_shared(victim, reason=f"evicted for '{m.name}' ({why})")
 
