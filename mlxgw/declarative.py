@@ -14,9 +14,10 @@ from mlxgw.config.loader import Document, load_file
 from mlxgw.config.plan import Plan, checksum, make_plan
 from mlxgw.config.validate import check, env_name
 from mlxgw.errors import ConfigError, MlxgwError, NotFoundError, Problem, SecretError, StoreError
+from mlxgw.fingerprints import fingerprint
 from mlxgw.store import tables
 from mlxgw.store.db import Store, home
-from mlxgw.store.secrets import SecretBox, fingerprint, write_key_file
+from mlxgw.store.secrets import SecretBox, write_key_file
 from mlxgw.store.state import read_config, read_secrets, write_plan
 
 

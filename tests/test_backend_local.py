@@ -13,8 +13,7 @@ from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.local import apply_defaults
 from mlxgw.routing import Snapshot
-from mlxgw.supervisor import LaunchSpec, ManagedModel, Supervisor
-from mlxgw.supervisor.core import ModelSettings
+from mlxgw.supervisor import LaunchSpec, ManagedModel, ModelSettings, Supervisor
 from tests.supervisor_helpers import model, provider, write_fake_command
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -213,7 +213,7 @@ def test_200_concurrent_streams_while_the_primary_fails_half(gw, upstream):  # n
 @pytest.fixture
 def gw_retry(home, cli, tmp_path, upstream):  # noqa: F811
     apply_config(cli, tmp_path, cloud_config(
-        upstream.base_url, defaults={"cooldown": "1s"},
+        upstream.base_url, defaults={"cooldown": "3s"},  # long enough for a CLI run on a loaded machine
         primary={"retry": {"attempts": 2, "backoff": "50ms", "max_backoff": "1s"}}))
     with running_gateway(ServerConfig(reload_interval=0.2)) as g:
         yield g
@@ -265,7 +265,10 @@ def test_a_failing_provider_cools_down_then_a_probe_closes_it(gw_retry, upstream
     # A route whose every target is cooling down still tries one rather than refusing outright.
     assert ask(gw, "openai", "solo").status == 500
     # Once the cooldown is over, one request probes the primary; its success closes the breaker.
-    time.sleep(1.1)
+    deadline = time.monotonic() + 10
+    while httpx.get(gw.origin + "/admin/cooldowns").json()["data"][0]["state"] == "open":
+        assert time.monotonic() < deadline, "the cooldown never ended"
+        time.sleep(0.1)
     upstream.set_default(Reply(), model="p")
     assert ask(gw, "openai", "m").status == 200
     assert wait_for_rows(gw, 6)[-1]["provider"] == "primary"

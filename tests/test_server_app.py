@@ -14,7 +14,7 @@ class Exploding:
         raise RuntimeError("secret internal detail")
 
 
-def test_unexpected_exception_is_a_plain_500(caplog):
+def test_unexpected_exception_is_a_plain_500(home, caplog):  # its own MLXGW_HOME, never the real one
     app = create_app(ServerConfig())
     app.add_route("/boom", Exploding())
     r = falcon.testing.TestClient(app).simulate_get("/boom")

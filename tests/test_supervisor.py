@@ -276,10 +276,10 @@ async def test_shutdown_stops_every_engine(env, fake):
 
 
 async def test_a_big_log_is_rotated_at_the_next_start(env, fake, monkeypatch):
-    from mlxgw.supervisor import core
+    from mlxgw.supervisor import process
 
     make, tmp = env
-    monkeypatch.setattr(core, "LOG_ROTATE_BYTES", 100)
+    monkeypatch.setattr(process, "LOG_ROTATE_BYTES", 100)
     sup = make([provider("loc", fake, [model("a", model_dir(tmp))])])
     m = sup.get("loc", "a")
     m.log_path.parent.mkdir(parents=True, exist_ok=True)

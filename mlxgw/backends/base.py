@@ -24,16 +24,9 @@ completions differ from the common ground (OpenAI's own cloud takes `role: devel
 `max_completion_tokens`; compatible servers get `system` and `max_tokens`). `supervisor` is set on local
 engines only: the attempt loop asks it how cold a model is.
 
-Failures are reported only as the UpstreamError subclasses below, never as a transport library's own
-exceptions (the one mapping is in `backends/http.py`), so the server and the failover policy classify
-them without knowing the transport:
-
-    UpstreamError                 base; `provider` names the backend
-    ├── UpstreamConnectError      could not connect, or the connection dropped before any response
-    ├── UpstreamTimeout           `kind` is connect | first_token | idle | total
-    ├── UpstreamStatusError       the upstream answered an HTTP error: `status`, raw `body`, `retry_after`,
-    │                             `request_id` (the upstream's, when it sent one)
-    └── UpstreamProtocolError     the upstream answered 2xx with a body that cannot be used
+Failures are reported only as the UpstreamError family (mlxgw.upstream_errors, re-exported here), never
+as a transport library's own exceptions (the one mapping is in `backends/http.py`), so the server and the
+failover policy classify them without knowing the transport.
 
 Adapters hold no per-request state and never build an HTTP client per request: they use the one shared
 client handed to them at construction.
@@ -46,6 +39,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from mlxgw.dialects.openai import COMPATIBLE, ChatTarget
+
+# The failures live in a leaf module (the supervisor and the failover policy use them too); re-exported here.
+from mlxgw.upstream_errors import (  # noqa: F401
+    UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,38 +62,6 @@ class ChatResult:
     status: int
     body: dict
     headers: dict | None = None  # response headers worth passing back (the upstream's request-id)
-
-
-class UpstreamError(Exception):
-    def __init__(self, provider: str, message: str):
-        super().__init__(message)
-        self.provider = provider
-        self.message = message
-
-
-class UpstreamConnectError(UpstreamError):
-    pass
-
-
-class UpstreamTimeout(UpstreamError):
-    def __init__(self, provider: str, kind: str, seconds: float):
-        super().__init__(provider, f"provider '{provider}' timed out ({kind} timeout of {seconds:g}s)")
-        self.kind = kind
-        self.seconds = seconds
-
-
-class UpstreamStatusError(UpstreamError):
-    def __init__(self, provider: str, status: int, body: bytes, retry_after: str | None = None,
-                 request_id: str | None = None):
-        super().__init__(provider, f"provider '{provider}' answered HTTP {status}")
-        self.status = status
-        self.body = body
-        self.retry_after = retry_after
-        self.request_id = request_id
-
-
-class UpstreamProtocolError(UpstreamError):
-    pass
 
 
 class UpstreamStream:

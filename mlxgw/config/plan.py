@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 from mlxgw.config.canonical import route_key
-from mlxgw.store.secrets import fingerprint
+from mlxgw.fingerprints import fingerprint
 
 _MASKED_PREFIXES = ("headers.", "env.")
 

@@ -375,11 +375,6 @@ def upstream_error(status: int, raw: bytes, provider: str) -> dict:
     return error_body(f"provider '{provider}' answered {status}: {message}", status)
 
 
-def error_message(raw: bytes, limit: int = 500) -> str:
-    """A short text for the audit log from an error body."""
-    return raw.decode("utf-8", "replace")[:limit]
-
-
 # --- server-sent events -------------------------------------------------------------------------
 
 

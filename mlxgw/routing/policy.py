@@ -24,18 +24,16 @@ from __future__ import annotations
 import email.utils
 import random
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mlxgw.backends.base import (
-    UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
+from mlxgw.upstream_errors import (
+    EngineError, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
 )  # fmt: skip
 
 FAILOVER_STATUSES = frozenset({408, 429})
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 FAILURES_TO_OPEN = 3
 DEFAULT_COOLDOWN = 30.0
-ON_COLD = ("failover", "wait", "retry_later")
 
 
 class ModelLoading(UpstreamError):
@@ -51,10 +49,6 @@ class ModelLoading(UpstreamError):
 
 class ColdTarget(UpstreamError):
     """A local target skipped because it is not loaded and would take longer than the route's max_wait."""
-
-
-def _is_engine_failure(exc: UpstreamError) -> bool:
-    return type(exc).__name__ == "EngineError"  # mlxgw.supervisor's; no import: routing sits below it
 
 
 def fails_over(exc: UpstreamError) -> bool:
@@ -75,7 +69,7 @@ def retryable(exc: UpstreamError) -> bool:
     if isinstance(exc, UpstreamTimeout):
         return exc.kind == "connect"
     if isinstance(exc, UpstreamConnectError):
-        return not _is_engine_failure(exc)
+        return not isinstance(exc, EngineError)
     return False
 
 
@@ -91,7 +85,7 @@ def outcome(exc: UpstreamError) -> str:
         return f"timeout_{exc.kind}"
     if isinstance(exc, UpstreamProtocolError):
         return "bad_response"
-    if _is_engine_failure(exc):
+    if isinstance(exc, EngineError):
         return "engine_failed"
     return "unreachable"
 
@@ -139,10 +133,8 @@ class _Breaker:
         self.probe_at = 0.0  # when the half-open probe was let through
 
 
-class Breakers(Mapping):
-    """The circuit breakers of one gateway (see the module docstring). Keys are provider names. As a
-    read-only mapping it holds the providers cooling down now: name -> wall-clock time (time.time()) the
-    cooldown ends."""
+class Breakers:
+    """The circuit breakers of one gateway (see the module docstring). Keys are provider names."""
 
     def __init__(self, failures_to_open: int = FAILURES_TO_OPEN):
         self.failures_to_open = failures_to_open
@@ -186,18 +178,6 @@ class Breakers(Mapping):
         """Provider -> wall-clock time (time.time()) its cooldown ends, for the providers cooling down."""
         now = time.time()
         return {k: b.until for k, b in self._b.items() if b.until > now}
-
-    def __getitem__(self, key: str) -> float:
-        until = self.open_until().get(key)
-        if until is None:
-            raise KeyError(key)
-        return until
-
-    def __iter__(self):
-        return iter(self.open_until())
-
-    def __len__(self) -> int:
-        return len(self.open_until())
 
     def describe(self) -> list[dict]:
         now = time.time()

@@ -10,13 +10,17 @@ the first regex in declared order that `re.search`es the name (a regex anchors i
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
 
 from mlxgw import kinds
 from mlxgw.backends.base import Timeouts
 from mlxgw.config import durations
 from mlxgw.routing.policy import DEFAULT_COOLDOWN, RetryPolicy
+from mlxgw.supervisor.models import DEFAULT_IDLE_TTL, DEFAULT_START_TIMEOUT, LaunchSpec, LocalModel, ModelSettings
 
 DEFAULT_TIMEOUTS = Timeouts()
 
@@ -40,6 +44,32 @@ def merge_retry(base: RetryPolicy, spec: dict | None) -> RetryPolicy:
     )
 
 
+def local_models(kind: str, spec: dict) -> tuple[LocalModel, ...]:
+    """The models of a provider the gateway launches itself (a local kind without a `base_url`), typed
+    for the supervisor. A launch `command` of "" means the engine's own executable."""
+    if not kinds.is_local(kind) or spec.get("base_url"):
+        return ()
+    out = []
+    for m in spec.get("models") or []:
+        launch = LaunchSpec(
+            kind=kind, command=os.path.expanduser(spec["command"]) if spec.get("command") else "",
+            path=str(Path(m.get("path") or "").expanduser()),
+            args=tuple(spec.get("args") or ()) + tuple(m.get("args") or ()),
+            env=tuple(sorted((spec.get("env") or {}).items())),
+        )
+        settings = ModelSettings(
+            aliases=tuple(m.get("aliases") or ()),
+            idle_ttl=durations.parse_seconds(m["idle_ttl"]) if m.get("idle_ttl") else DEFAULT_IDLE_TTL,
+            start_timeout=durations.parse_seconds(m["start_timeout"]) if m.get("start_timeout")
+            else DEFAULT_START_TIMEOUT,
+            context_length=m.get("context_length"),
+            defaults=dict(m.get("defaults") or {}),
+            max_loaded=spec.get("max_loaded"),
+        )
+        out.append(LocalModel(m["name"], launch, settings))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class Provider:
     name: str
@@ -51,6 +81,7 @@ class Provider:
     aliases: dict = field(default_factory=dict)  # alias or name -> model name
     retry: RetryPolicy = RetryPolicy()
     cooldown: float = DEFAULT_COOLDOWN  # seconds a failing provider is skipped (0: never)
+    local_models: tuple[LocalModel, ...] = ()  # the models the gateway launches itself, for the supervisor
 
     @property
     def local(self) -> bool:
@@ -108,6 +139,7 @@ class Snapshot:
                 timeouts=merge_timeouts(self.defaults, p.get("timeouts")), models=tuple(names), aliases=aliases,
                 retry=merge_retry(retry, p.get("retry")),
                 cooldown=durations.parse_seconds(p["cooldown"]) if p.get("cooldown") else cooldown,
+                local_models=local_models(p["kind"], p),
             )
         self.providers = providers
         specs = list(config.get("routes") or [])
@@ -165,6 +197,23 @@ class Snapshot:
                 if item not in out:
                     out.append(item)
         return out
+
+    # Read-only views of the resolver's tables (the UI draws the precedence from them).
+
+    @property
+    def exact_routes(self) -> MappingProxyType:
+        """name -> the exact route that answers it (the first declared one when names repeat)."""
+        return MappingProxyType(self._exact)
+
+    @property
+    def prefix_routes(self) -> tuple[tuple[str, Route], ...]:
+        """(prefix, route) pairs, longest prefix first, ties in declared order."""
+        return self._prefixes
+
+    @property
+    def regex_routes(self) -> tuple[Route, ...]:
+        """The regex routes in declared order."""
+        return tuple(rt for _, rt in self._regexes)
 
     def route(self, model: str) -> Route | None:
         r = self._exact.get(model)

@@ -30,7 +30,7 @@ from mlxgw.server.errors import ApiError
 from mlxgw.server.gateway import Gateway
 from mlxgw.server.keys import presented_token
 from mlxgw.supervisor import EngineError
-from mlxgw.supervisor.core import tail
+from mlxgw.supervisor.process import tail
 
 MAX_LOG_CHUNK = 256 * 1024
 

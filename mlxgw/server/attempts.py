@@ -91,30 +91,32 @@ async def _cold(backend, backend_model: str, route: Route, later: bool) -> Upstr
     ready, or worth waiting for), ColdTarget to move on, ModelLoading to ask the client to retry."""
     sup = backend.supervisor
     try:
-        m = sup.get(backend.name, backend_model)
+        r = sup.readiness(backend.name, backend_model)
     except UpstreamError:
         return None  # send() reports it
-    if (m.state == "ready" and m.alive()) or m.state == "failed":
+    if r.ready or r.failed:
         return None  # ready; or its last start failed: send() reports that (fast) or starts it afresh
     max_wait = route.max_wait or 0.0
-    expected = sup.expected_remaining(m)
-    task = sup.warm(backend.name, m.name)  # loads in the background whatever this request does
+    expected = r.expected_remaining
+    task = sup.warm(backend.name, backend_model)  # loads in the background whatever this request does
     if expected is None or expected <= max_wait:
         try:
             await asyncio.wait_for(asyncio.shield(task), max_wait)
             return None
         except TimeoutError:
-            expected = sup.expected_remaining(m)
+            try:
+                r = sup.readiness(backend.name, backend_model)
+            except UpstreamError:
+                return None  # dropped from the config meanwhile: send() reports it
+            expected = r.expected_remaining
         except UpstreamError:
             return None  # the start failed: send() gets the same error, which fails over
     if route.on_cold == "retry_later":
-        left = expected if expected is not None else m.settings.start_timeout - (
-            time.time() - m.started_at if m.started_at else 0.0)
-        return ModelLoading(backend.name, m.name, left)
+        return ModelLoading(backend.name, backend_model, expected if expected is not None else r.start_timeout_left)
     if not later:
         return None  # nothing to move on to: wait for the load
     shown = f"about {expected:.1f}s" if expected is not None else "longer"
-    return ColdTarget(backend.name, f"local model '{m.name}' is loading ({shown} to go, the route's max_wait "
+    return ColdTarget(backend.name, f"local model '{backend_model}' is loading ({shown} to go, the route's max_wait "
                                     f"is {max_wait:g}s); it keeps loading in the background")
 
 

@@ -17,12 +17,13 @@ import logging
 import signal
 
 from mlxgw.audit.writer import AuditWriter
+from mlxgw.backends import local_profiles
 from mlxgw.server import keys, runtime
 from mlxgw.server.gateway import Gateway
-from mlxgw.store.db import Store
+from mlxgw.store.db import Store, home
 from mlxgw.store.responses import ResponseStore
 from mlxgw.store.state import current_revision, load_runtime
-from mlxgw import supervisor as engines
+from mlxgw.supervisor import Supervisor
 
 log = logging.getLogger("mlxgw.server")
 
@@ -47,7 +48,9 @@ class Lifespan:
         self._loaded = None
         gw.key_hashes = keys.load_hashes(store)
         await gw.http.start()
-        self.supervisor = gw.supervisor = engines.create(gw.http)  # the lifespan owns it; gw publishes it
+        # The lifespan owns the supervisor, gw publishes it. Engine logs go under MLXGW_HOME/logs; it may
+        # launch every engine kind the backends know.
+        self.supervisor = gw.supervisor = Supervisor(gw.http, home() / "logs", local_profiles(gw.http))
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()

@@ -122,7 +122,7 @@ class OpenAIToAnthropicRelay(Translator):
         out = self._events(self.parser.close())
         if not self.finished:
             # EOF without [DONE]: fine after a finish_reason, an error event otherwise
-            cut = self.conv._finish is None
+            cut = self.conv.finish_reason is None
             out += self.conv.end(False)
             if cut:
                 self.error = INCOMPLETE

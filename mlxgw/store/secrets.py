@@ -8,7 +8,6 @@ provider, into an exception message.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -17,11 +16,6 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from mlxgw.errors import SecretError
 
 ENV = "MLXGW_MASTER_KEY"
-
-
-def fingerprint(secret: str) -> str:
-    """A short, stable, non-reversible label for a key, safe to print."""
-    return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:10]
 
 
 def _parse(text: str, source: str) -> list[bytes]:

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from mlxgw.config.canonical import route_key
 from mlxgw.config.plan import Plan, checksum
+from mlxgw.fingerprints import fingerprint
 from mlxgw.store import tables
 from mlxgw.store.db import Store, home
-from mlxgw.store.secrets import SecretBox, fingerprint
+from mlxgw.store.secrets import SecretBox
 
 
 def read_config(s: Session) -> dict:

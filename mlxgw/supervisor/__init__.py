@@ -1,17 +1,15 @@
-"""Local engine processes: one owner per model, started on demand, stopped when idle (GATE-04)."""
+"""Local engine processes: one owner per model, started on demand, stopped when idle (GATE-04).
 
-from mlxgw.supervisor.core import (
-    FAILED, READY, STARTING, STOPPED, STOPPING, EngineError, EngineProfile, LaunchSpec, ManagedModel, Supervisor,
+The Supervisor is handed the engine profiles it may launch (mlxgw.backends provides them) by whoever
+builds it: it imports nothing from the backends, which build on it."""
+
+from mlxgw.supervisor.core import Supervisor
+from mlxgw.supervisor.models import (
+    FAILED, READY, STARTING, STOPPED, STOPPING, EngineProfile, IllegalTransition, LaunchSpec, LocalModel,
+    ManagedModel, ModelSettings, Readiness,
 )  # fmt: skip
+from mlxgw.upstream_errors import EngineError
 
-__all__ = ["FAILED", "READY", "STARTING", "STOPPED", "STOPPING", "EngineError", "EngineProfile", "LaunchSpec",
-           "ManagedModel", "Supervisor"]
-
-
-def create(http) -> Supervisor:
-    """The supervisor of one gateway process: engine logs under MLXGW_HOME/logs, every engine kind the
-    backends know how to launch."""
-    from mlxgw.backends import local_profiles
-    from mlxgw.store.db import home
-
-    return Supervisor(http, home() / "logs", local_profiles(http))
+__all__ = ["FAILED", "READY", "STARTING", "STOPPED", "STOPPING", "EngineError", "EngineProfile",
+           "IllegalTransition", "LaunchSpec", "LocalModel", "ManagedModel", "ModelSettings", "Readiness",
+           "Supervisor"]

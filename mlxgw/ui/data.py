@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from mlxgw.config import durations
 from mlxgw.routing.snapshot import Snapshot
-from mlxgw.store.secrets import fingerprint
+from mlxgw.fingerprints import fingerprint
 from mlxgw.ui.jsregex import translate
 
 HOUR = 3600.0
@@ -52,10 +52,10 @@ def precedence(snapshot: Snapshot) -> list:
     """The snapshot's routes in the order `Snapshot.route` tries them: exact names (declared order), the
     prefixes longest first, then the regexes in declared order. An exact route whose name an earlier
     exact route already took (validation refuses that) comes last: it can never match."""
-    exact_table = snapshot._exact  # noqa: SLF001 - the server's own tables, read as they are
+    exact_table = snapshot.exact_routes
     exact = [rt for rt in snapshot.routes if rt.match_type == "exact" and exact_table.get(rt.pattern) is rt]
-    prefixes = [rt for _, rt in snapshot._prefixes]  # noqa: SLF001
-    regexes = [rt for _, rt in snapshot._regexes]  # noqa: SLF001
+    prefixes = [rt for _, rt in snapshot.prefix_routes]
+    regexes = list(snapshot.regex_routes)
     shadowed = [rt for rt in snapshot.routes if rt.match_type == "exact" and exact_table.get(rt.pattern) is not rt]
     return exact + prefixes + regexes + shadowed
 
@@ -86,7 +86,7 @@ def view(snapshot: Snapshot, fingerprints: dict[str, dict]) -> dict:
     for i, rt in enumerate(ordered):
         entry = {
             "key": rt.key, "match_type": rt.match_type, "pattern": rt.pattern, "declared": declared_at[id(rt)] + 1,
-            "precedence": i + 1, "shadowed": rt.match_type == "exact" and snapshot._exact.get(rt.pattern) is not rt,  # noqa: SLF001
+            "precedence": i + 1, "shadowed": rt.match_type == "exact" and snapshot.exact_routes.get(rt.pattern) is not rt,
             "targets": [{
                 "provider": t.provider, "model": t.model, "label": t.label,
                 "local": bool(snapshot.providers.get(t.provider) and snapshot.providers[t.provider].local),
@@ -98,8 +98,8 @@ def view(snapshot: Snapshot, fingerprints: dict[str, dict]) -> dict:
         routes.append(entry)
     table = {
         "exact": [[rt.pattern, index[id(rt)]] for rt in ordered if rt.match_type == "exact" and not routes[index[id(rt)]]["shadowed"]],
-        "prefix": [[pattern, index[id(rt)]] for pattern, rt in snapshot._prefixes],  # noqa: SLF001
-        "regex": [index[id(rt)] for _, rt in snapshot._regexes],  # noqa: SLF001
+        "prefix": [[pattern, index[id(rt)]] for pattern, rt in snapshot.prefix_routes],
+        "regex": [index[id(rt)] for rt in snapshot.regex_routes],
         "aliases": {p.name: p.aliases for p in snapshot.providers.values()},
     }
     return {"revision": snapshot.revision, "providers": providers, "routes": routes, "table": table}

@@ -30,7 +30,6 @@ from mlxgw.dialects.openai import COMPATIBLE, ChatTarget
 
 DEFAULT_MAX_TOKENS = 4096
 OPENAI_ID_MAX = 40
-OPENAI_NAME_MAX = 64
 _ANTHROPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 _OPENAI_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _BAD_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")

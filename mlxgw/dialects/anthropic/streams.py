@@ -80,6 +80,12 @@ class OpenAIToAnthropicStream:
         self.closed = False
         self.usage: dict | None = None
 
+    @property
+    def finish_reason(self) -> str | None:
+        """The upstream's OpenAI finish_reason once a chunk carried one; None while the answer is open
+        (an end without it, and without [DONE], is a cut stream)."""
+        return self._finish
+
     # -- framing --
 
     def start(self) -> bytes:
