@@ -19,6 +19,7 @@ class UpstreamError(Exception):
         super().__init__(message)
         self.provider = provider
         self.message = message
+        self.summary = message  # one line for the attempt list (an engine's failure without its log tail)
 
 
 class UpstreamConnectError(UpstreamError):

@@ -7,16 +7,15 @@ gets is checked against the vendored Responses schema."""
 from __future__ import annotations
 
 import json
-import textwrap
 
 import httpx
 import openai
 import pytest
 
-from mlxgw.server import ServerConfig
 from tests import conformance
 from tests.anthropic_upstream import AReply, ToolUse, anthropic_upstream, anthropic_upstream_server  # noqa: F401
-from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
+from tests.gateway_harness import wait_for_rows
+from tests.test_server_anthropic import CLIENT_KEY, gateway, oai  # noqa: F401  (the same two upstreams)
 from tests.upstream import Reply, ToolCall, upstream, upstream_server  # noqa: F401
 
 WEATHER = {"type": "function", "name": "get_weather", "description": "Current weather",
@@ -24,40 +23,7 @@ WEATHER = {"type": "function", "name": "get_weather", "description": "Current we
                           "additionalProperties": False}, "strict": True}
 
 
-KEY = {"authorization": "Bearer client-key"}  # stored responses are scoped to the key that made them
-
-
-def config(openai_url: str, anthropic_url: str) -> str:
-    return textwrap.dedent(f"""\
-        version: 1
-        providers:
-          - name: up
-            kind: openai-compatible
-            base_url: '{openai_url}'
-            api_key: ${{env:OPENAI_API_KEY}}
-          - name: claude
-            kind: anthropic
-            base_url: '{anthropic_url}'
-            api_key: ${{env:ANTHROPIC_API_KEY}}
-        routes:
-          - match: {{prefix: "gpt-"}}
-            target: up
-          - match: {{prefix: "claude-"}}
-            target: claude
-    """)
-
-
-@pytest.fixture
-def gateway(home, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F811
-    apply_config(cli, tmp_path, config(upstream.base_url, anthropic_upstream.base_url))
-    with running_gateway(ServerConfig(reload_interval=0.2)) as gw:
-        yield gw
-
-
-@pytest.fixture
-def oai(gateway):
-    with openai.OpenAI(base_url=gateway.base_url, api_key="client-key", max_retries=0) as c:
-        yield c
+KEY = {"authorization": f"Bearer {CLIENT_KEY}"}  # stored responses are scoped to the key that made them
 
 
 def raw_create(oai, **kw) -> tuple[object, dict]:

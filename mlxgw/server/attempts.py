@@ -56,7 +56,7 @@ def _describe(exc: UpstreamError) -> str:
     if isinstance(exc, UpstreamStatusError):
         said = oa.upstream_error(exc.status, exc.body or b"", exc.provider)["error"]["message"]
         return f"{exc.message}: {said[:300]}"
-    return getattr(exc, "summary", None) or exc.message  # an engine's failed start without its log lines
+    return exc.summary
 
 
 def _tries(notes: list[dict]) -> int:

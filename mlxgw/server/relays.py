@@ -34,14 +34,35 @@ def _err_message(err) -> str:
     return str(err.get("message") if isinstance(err, dict) else err) or "upstream error"
 
 
-class OpenAIRelay(Translator):
+class SSETranslator(Translator):
+    """A translator that reads the upstream as server-sent events: `_events(datas)` turns each event's
+    data into client bytes; `_cut()` gives the closing bytes when the upstream ended before finishing."""
+
+    def __init__(self):
+        self.parser = oa.SSEParser()
+
+    def _events(self, events) -> bytes:
+        raise NotImplementedError
+
+    def _cut(self) -> bytes:
+        return b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        return self._events(self.parser.feed(chunk))
+
+    def end(self) -> bytes:
+        out = self._events(self.parser.close())
+        return out if self.finished else out + self._cut()
+
+
+class OpenAIRelay(SSETranslator):
     def __init__(self, provider: str, backend_model: str, stream_id: str, created: int, keep_usage: bool):
+        super().__init__()
         self.provider = provider
         self.model = backend_model
         self.stream_id = stream_id
         self.created = created
         self.keep_usage = keep_usage
-        self.parser = oa.SSEParser()
         self.finish_seen = False
         self.usage = None
 
@@ -71,17 +92,11 @@ class OpenAIRelay(Translator):
             out.append(oa.sse(c))
         return b"".join(out)
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._events(self.parser.feed(chunk))
-
-    def end(self) -> bytes:
-        out = self._events(self.parser.close())
-        if self.finished:
-            return out
+    def _cut(self) -> bytes:
         if not self.finish_seen:
             self.error = INCOMPLETE
-            return out + oa.sse_error(INCOMPLETE, code="upstream_incomplete")
-        return out + oa.DONE
+            return oa.sse_error(INCOMPLETE, code="upstream_incomplete")
+        return oa.DONE
 
     def failed(self, exc: UpstreamError) -> bytes:
         timeout = isinstance(exc, UpstreamTimeout)
@@ -92,10 +107,10 @@ class OpenAIRelay(Translator):
         return oa.tokens(self.usage)
 
 
-class OpenAIToAnthropicRelay(Translator):
+class OpenAIToAnthropicRelay(SSETranslator):
     def __init__(self, conv: OpenAIToAnthropicStream):
+        super().__init__()
         self.conv = conv
-        self.parser = oa.SSEParser()
 
     def _events(self, events) -> bytes:
         out = []
@@ -115,18 +130,11 @@ class OpenAIToAnthropicRelay(Translator):
             out.append(self.conv.feed(obj))
         return b"".join(out)
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._events(self.parser.feed(chunk))
-
-    def end(self) -> bytes:
-        out = self._events(self.parser.close())
-        if not self.finished:
-            # EOF without [DONE]: fine after a finish_reason, an error event otherwise
-            cut = self.conv.finish_reason is None
-            out += self.conv.end(False)
-            if cut:
-                self.error = INCOMPLETE
-        return out
+    def _cut(self) -> bytes:
+        # EOF without [DONE]: fine after a finish_reason, an error event otherwise
+        if self.conv.finish_reason is None:
+            self.error = INCOMPLETE
+        return self.conv.end(False)
 
     def failed(self, exc: UpstreamError) -> bytes:
         status = 504 if isinstance(exc, UpstreamTimeout) else 500
@@ -137,10 +145,10 @@ class OpenAIToAnthropicRelay(Translator):
         return oa.tokens(self.conv.usage)
 
 
-class AnthropicToOpenAIRelay(Translator):
+class AnthropicToOpenAIRelay(SSETranslator):
     def __init__(self, conv: AnthropicToOpenAIStream):
+        super().__init__()
         self.conv = conv
-        self.parser = oa.SSEParser()
 
     def _events(self, events) -> bytes:
         out = []
@@ -155,14 +163,9 @@ class AnthropicToOpenAIRelay(Translator):
                 break
         return b"".join(out)
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._events(self.parser.feed(chunk))
-
-    def end(self) -> bytes:
-        out = self._events(self.parser.close())
-        if not self.conv.closed:
-            out += self.conv.end()
-            self.error = self.conv.error
+    def _cut(self) -> bytes:
+        out = self.conv.end()
+        self.error = self.conv.error
         return out
 
     def failed(self, exc: UpstreamError) -> bytes:

@@ -29,13 +29,13 @@ from mlxgw.backends.base import Backend, ChatResult, UpstreamError
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects import responses as rs
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
-from mlxgw.dialects.openai import SSEParser
 from mlxgw.dialects.responses import passthrough
 from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 from mlxgw.server.dialect import Dialect, Exchange, Leg, Pair
 from mlxgw.server.errors import ApiError, from_upstream
 from mlxgw.server.gateway import Gateway
 from mlxgw.server.keys import presented_token
+from mlxgw.server.relays import SSETranslator
 from mlxgw.server.streaming import Translator
 
 FINAL = frozenset({"completed", "incomplete"})  # what is stored; a failed response is not
@@ -91,13 +91,13 @@ class AnthropicStream(_Storing, rs.AnthropicToResponsesStream, Translator):
     pass
 
 
-class PassThroughStream(Translator):
+class PassThroughStream(SSETranslator):
     """OpenAI's own Responses stream: events go out as they came, those carrying a Response (created,
     in_progress, completed...) with the client's echo restored; the terminal Response is kept."""
 
     def __init__(self, dialect: Responses, ex: Exchange):
+        super().__init__()
         self.dialect, self.ex = dialect, ex
-        self.parser = SSEParser()
         self.response: dict | None = None
         self.usage = None
 
@@ -128,15 +128,9 @@ class PassThroughStream(Translator):
             out.append(rs.sse(obj) if isinstance(kind, str) else b"data: " + dumps(obj) + b"\n\n")
         return b"".join(out)
 
-    def feed(self, chunk: bytes) -> bytes:
-        return self._events(self.parser.feed(chunk))
-
-    def end(self) -> bytes:
-        out = self._events(self.parser.close())
-        if not self.finished:
-            self.error = rs.streams.CUT
-            out += self._failed_event(self.error)
-        return out
+    def _cut(self) -> bytes:
+        self.error = rs.streams.CUT
+        return self._failed_event(self.error)
 
     def _failed_event(self, message: str) -> bytes:
         writer = rs.ResponsesEventWriter(self.ex.body, self.ex.state.response_id, self.ex.created)
@@ -167,11 +161,19 @@ class PassThrough(Pair):
 
 
 class _Translated(Pair):
+    """A Responses client on a backend of another wire: `request` builds the backend's body, `stream`
+    is the translator class, `answer` turns the backend's answer into the Response."""
+
+    stream: type[Translator]
+
     def __init__(self, dialect: Responses):
         self.dialect = dialect
 
-    @staticmethod
-    def _no_builtin(ex: Exchange, backend: Backend) -> None:
+    def request(self, ex: Exchange, backend: Backend, backend_model: str) -> dict: ...
+
+    def answer(self, body: dict, ex: Exchange) -> dict: ...
+
+    def leg(self, ex: Exchange, backend: Backend, backend_model: str) -> Leg:
         for i, tool in enumerate(ex.body.get("tools") or ()):
             kind = tool.get("type") if isinstance(tool, dict) else None
             if kind in rs.BUILTIN_TOOL_TYPES:
@@ -179,54 +181,44 @@ class _Translated(Pair):
                                        f"provider '{backend.name}' ({backend.kind}) cannot run it; leave it out "
                                        f"(Codex: web_search = \"disabled\") or route this model to OpenAI",
                                   param=f"tools[{i}].type", code="unsupported_tool")
+        try:
+            return Leg(self, self.request(ex, backend, backend_model), backend_model)
+        except rs.RequestError as exc:
+            raise _error(exc) from None
 
-    def _writer(self, ex: Exchange) -> rs.ResponsesEventWriter:
-        return rs.ResponsesEventWriter(ex.body, ex.state.response_id, ex.created)
+    def translator(self, ex: Exchange, leg: Leg, provider: str) -> Translator:
+        tr = self.stream(rs.ResponsesEventWriter(ex.body, ex.state.response_id, ex.created))
+        tr._init_storing(self.dialect, ex)
+        return tr
+
+    def response(self, ex: Exchange, leg: Leg, result: ChatResult) -> tuple[dict, tuple]:
+        out = self.answer(result.body, ex)
+        return out, rs.audit_tokens(out.get("usage"))
 
 
 class ToChat(_Translated):
     wire = OPENAI_CHAT
+    stream = ChatStream
 
-    def leg(self, ex: Exchange, backend: Backend, backend_model: str) -> Leg:
-        self._no_builtin(ex, backend)
+    def request(self, ex: Exchange, backend: Backend, backend_model: str) -> dict:
         target = backend.chat_target
-        try:
-            up = rs.to_chat_request(ex.body, backend_model, ex.state.history,
-                                    max_tokens_field=target.max_tokens_field, forward_user=target.developer_role)
-        except rs.RequestError as exc:
-            raise _error(exc) from None
-        if not target.developer_role:
-            up = oa.developer_to_system(up)
-        return Leg(self, up, backend_model)
+        up = rs.to_chat_request(ex.body, backend_model, ex.state.history,
+                                max_tokens_field=target.max_tokens_field, forward_user=target.developer_role)
+        return up if target.developer_role else oa.developer_to_system(up)
 
-    def translator(self, ex: Exchange, leg: Leg, provider: str) -> Translator:
-        tr = ChatStream(self._writer(ex))
-        tr._init_storing(self.dialect, ex)
-        return tr
-
-    def response(self, ex: Exchange, leg: Leg, result: ChatResult) -> tuple[dict, tuple]:
-        out = rs.from_chat_response(result.body, ex.body, ex.state.response_id, ex.created, int(time.time()))
-        return out, rs.audit_tokens(out.get("usage"))
+    def answer(self, body: dict, ex: Exchange) -> dict:
+        return rs.from_chat_response(body, ex.body, ex.state.response_id, ex.created, int(time.time()))
 
 
 class ToAnthropic(_Translated):
     wire = ANTHROPIC_MESSAGES
+    stream = AnthropicStream
 
-    def leg(self, ex: Exchange, backend: Backend, backend_model: str) -> Leg:
-        self._no_builtin(ex, backend)
-        try:
-            return Leg(self, rs.to_anthropic_request(ex.body, backend_model, ex.state.history), backend_model)
-        except rs.RequestError as exc:
-            raise _error(exc) from None
+    def request(self, ex: Exchange, backend: Backend, backend_model: str) -> dict:
+        return rs.to_anthropic_request(ex.body, backend_model, ex.state.history)
 
-    def translator(self, ex: Exchange, leg: Leg, provider: str) -> Translator:
-        tr = AnthropicStream(self._writer(ex))
-        tr._init_storing(self.dialect, ex)
-        return tr
-
-    def response(self, ex: Exchange, leg: Leg, result: ChatResult) -> tuple[dict, tuple]:
-        out = rs.from_anthropic_response(result.body, ex.body, ex.state.response_id, ex.created, int(time.time()))
-        return out, rs.audit_tokens(out.get("usage"))
+    def answer(self, body: dict, ex: Exchange) -> dict:
+        return rs.from_anthropic_response(body, ex.body, ex.state.response_id, ex.created, int(time.time()))
 
 
 class Responses(Dialect):
