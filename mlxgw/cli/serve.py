@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mlxgw.cli import app
+from mlxgw.cli import _output, app
 from mlxgw.cli._common import DbOption
 from mlxgw.errors import MlxgwError
 
@@ -50,6 +50,9 @@ def serve(
                           reload_interval=reload_interval)
     store = Store(db)
     loaded = load_runtime(store)  # a store or master-key problem stops here, as a plain error
+    if not loaded[1].get("routes"):
+        _output.warn("the config has no routes, so every model name gets 404: run `mlxgw init` to find local "
+                     "models and cloud keys, then `mlxgw apply -f gateway.yaml --yes` (serve picks it up)")
     if config.keys_required and not load_hashes(store):
         raise MlxgwError(
             f"listening on {host} (beyond loopback) requires gateway keys, and none exists",
