@@ -59,7 +59,7 @@ from mlxgw.cli import serve, logs, tokens  # noqa: E402,F401
 from mlxgw.cli import ui as _ui  # noqa: E402,F401
 from mlxgw.cli import models as _models  # noqa: E402,F401
 from mlxgw.cli import init as _init  # noqa: E402,F401
-# from mlxgw.cli import clients as _clients  # noqa: E402,F401
+from mlxgw.cli import clients as _clients  # noqa: E402,F401
 
 
 def main() -> None:
