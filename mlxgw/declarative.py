@@ -7,6 +7,8 @@ CLI's job. Failures raise the errors in mlxgw.errors, and leave the store as it 
 from __future__ import annotations
 
 import os
+import time
+
 from sqlalchemy import select
 
 from mlxgw.config import canonical
@@ -121,6 +123,9 @@ def set_key(store: Store, name: str, value: str, boxes: Boxes) -> str:
         row = s.scalar(select(tables.Secret).where(tables.Secret.provider == name)) or tables.Secret(provider=name)
         row.env_ref, row.ciphertext, row.fingerprint = None, token, fingerprint(value)
         s.add(row)
+        # A new revision, so running gateways (which poll it) load the new key within a second.
+        s.add(tables.Revision(applied_at=time.time(), source=f"set-key {name}", checksum=checksum(read_config(s)),
+                              summary={"set_key": name}))
     return fingerprint(value)
 
 

@@ -161,6 +161,11 @@ class UiPage:
         model = req.get_param("model")
         answer = self.answer_html(resolve(rt.snapshot, model)) if model is not None else ""
         live = self.live_html(self.live_state(rt), self.figures)
+        stored = req.get_param("key_stored")
+        if stored and stored in rt.snapshot.providers and rt.snapshot.providers[stored].api_key:
+            fp = data.fingerprints_from_snapshot(rt.snapshot)[stored]["key"]
+            live = (f'<p class="notice" role="status" id="key-stored">Stored the key of <code>{e(stored)}</code>; '
+                    f'its fingerprint is now <code>{e(fp)}</code>.</p>') + live
         resp.content_type = "text/html; charset=utf-8"
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Content-Type-Options", "nosniff")
@@ -188,4 +193,7 @@ def add_routes(app, gateway: Gateway, lifespan) -> UiPage:
     page = UiPage(gateway, lifespan)
     app.add_route("/ui", page)
     app.add_route(RESOLVE_PATH, page, suffix="resolve")
+    from mlxgw.server.keyform import PATH, ProviderKey
+
+    app.add_route(PATH, ProviderKey(gateway, lifespan))  # the provider cards' key forms post here
     return page

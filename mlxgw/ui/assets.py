@@ -51,6 +51,15 @@ nav ul { list-style: none; padding: 0; margin: 0.5rem 0 0; display: flex; flex-w
 .b-local { color: var(--local); background: var(--local-bg); }
 .b-api { color: var(--accent); background: var(--accent-bg); }
 .b-ok { color: var(--ok); background: var(--ok-bg); }
+/* key forms and change hints on provider cards (live page) */
+.keyform { margin-top: 0.5rem; }
+.keyform label { font-weight: 600; display: block; }
+.keyform .row { display: flex; gap: 0.5rem; flex-wrap: wrap; }
+.keyform input { font: inherit; flex: 1 1 12rem; padding: 0.3rem 0.5rem; border: 1px solid var(--muted);
+  border-radius: 6px; background: var(--bg); color: var(--fg); }
+.keyform button { font: inherit; padding: 0.3rem 0.8rem; border-radius: 6px; border: 1px solid var(--muted);
+  background: var(--card); color: var(--fg); cursor: pointer; }
+.change pre { overflow-x: auto; background: var(--card); padding: 0.4rem 0.6rem; border-radius: 6px; }
 /* resolver */
 .resolver { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 0.75rem 1rem; }
 .resolver label { font-weight: 600; display: block; margin-bottom: 0.25rem; }

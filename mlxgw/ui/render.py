@@ -104,7 +104,33 @@ def _route(r: dict) -> str:
             f'{_chain(r["targets"])}</li>')
 
 
-def _provider(p: dict) -> str:
+def _key_form(p: dict) -> str:
+    """On the live page, a cloud provider's card offers to store (or replace) its key; the key goes to the
+    gateway only (POST, same origin), and only its fingerprint ever comes back. The page's referrer policy
+    is same-origin, not no-referrer: under no-referrer Chromium sends `Origin: null` even to the page's own
+    server, and the endpoint accepts only its own origin."""
+    name, verb = p["name"], ("Replace the stored key" if p["key"] else "Store a key")
+    return (f'<form class="keyform" method="post" action="/admin/providers/{e(name)}/key" autocomplete="off">'
+            f'<label for="key-{e(name)}">{verb} of {e(name)}</label><div class="row">'
+            f'<input id="key-{e(name)}" name="key" type="password" required maxlength="4096" spellcheck="false" '
+            f'autocomplete="off"><button type="submit">{"Replace key" if p["key"] else "Store key"}</button></div>'
+            '<p class="muted">Stored encrypted in the gateway\'s store; never shown again, only its fingerprint.</p>'
+            '</form>')
+
+
+def _change_lines(p: dict) -> str:
+    """The gateway.yaml lines (and commands) that change everything else: git stays the truth."""
+    lines = [f"  - name: {p['name']}", f"    kind: {p['kind']}"]
+    if p["base_url"] and not p["base_url_default"]:
+        lines.append(f"    base_url: {p['base_url']}")
+    if not p["local"]:
+        lines.append("    api_key: ${env:VARIABLE}   # or this page's form, or: mlxgw providers set-key " + p["name"])
+    return (f'<details class="change"><summary>Change the base URL or anything else</summary><pre><code>providers:\n'
+            f'{e(chr(10).join(lines))}</code></pre><p class="muted">Edit gateway.yaml, then <code>mlxgw apply -f '
+            'gateway.yaml</code>; a running gateway picks it up within a second.</p></details>')
+
+
+def _provider(p: dict, live: bool = False) -> str:
     key = (f'<code>{e(p["key"])}</code>' + (f' <span class="muted">from {e(p["key_source"])}</span>' if p["key_source"] else "")
            if p["key"] else '<span class="muted">none stored</span>')
     base = (f'<code>{e(p["base_url"])}</code>' + (' <span class="muted">(default)</span>' if p["base_url_default"] else "")
@@ -135,6 +161,8 @@ def _provider(p: dict) -> str:
         caption = "local models" if p["local"] else "declared models"
         models = (f'<table><caption class="sr-only">{caption} of {e(p["name"])}</caption>'
                   f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+    if live:
+        models += (_key_form(p) if not p["local"] else "") + _change_lines(p)
     wide = " wide" if p["local"] and p["models"] else ""
     return (f'<article class="card{wide}" id="provider-{e(p["name"])}" aria-labelledby="provider-h-{e(p["name"])}">'
             f'<h3 id="provider-h-{e(p["name"])}">{e(p["name"])}</h3><dl class="kv">{"".join(rows)}</dl>'
@@ -209,7 +237,7 @@ def render(view: dict, figures: dict | None, *, title: str = "mlxgw routes", liv
     routes = "".join(_route(r) for r in view["routes"])
     if not routes:
         routes = '<li class="muted">No routes: every model name gets 404. Add routes to gateway.yaml and apply it.</li>'
-    providers = "".join(_provider(p) for p in view["providers"]) or '<p class="muted">No providers.</p>'
+    providers = "".join(_provider(p, live) for p in view["providers"]) or '<p class="muted">No providers.</p>'
     untranslatable = [r for r in view["routes"] if r.get("regex") and r["regex"]["js"] is None]
     approx = [r for r in view["routes"] if r.get("regex") and r["regex"]["js"] is not None and not r["regex"]["exact"]]
     caveat = ""
@@ -235,7 +263,7 @@ def render(view: dict, figures: dict | None, *, title: str = "mlxgw routes", liv
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="{e(csp)}">
-<meta name="referrer" content="no-referrer">
+<meta name="referrer" content="same-origin">
 <meta name="color-scheme" content="light dark">
 <title>{e(title)}</title>
 <style>{style}</style>
