@@ -13,6 +13,7 @@ from mlxgw.store.db import Store
 from mlxgw.store.state import read_config
 from tests.conftest import SENTINEL_ANTHROPIC, SENTINEL_OPENAI
 from tests.gateway_harness import running_gateway
+from tests.test_cli_serve import start as start_serve
 from tests.init_helpers import fake_executable, hf_cache_model, machine_env, plain_model
 
 Q4 = {"bits": 4, "group_size": 64}
@@ -136,3 +137,8 @@ def test_nothing_found_still_validates_serves_and_says_what_next(home, cli, tmp_
                        json={"model": "default", "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 404  # a clear answer naming the model, not a 502 from an engine nobody started
     assert "default" in r.json()["error"]["message"]
+    # `mlxgw serve` itself says so when it starts.
+    proc, port, _ = start_serve()
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert "no routes" in err and "mlxgw init" in err
