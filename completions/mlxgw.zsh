@@ -13,11 +13,13 @@ _mlxgw() {
 }
 _mlxgw_lists() {
   case "$1" in
-    "") subs=('apply:Validate, then write the file into the store in ONE transaction and bu' 'completion:Print a shell completion script (also shipped in completions/).' 'diff:Show what `apply` would change, entity by entity (+ add, ~ change, - r' 'export:Print the store as canonical gateway.yaml (secrets as their ${env:NAME' 'keys:The master key that encrypts stored API keys.' 'logs:The audit log: one row per request the gateway answered.' 'models:Local models: list, start, stop, and read engine logs (asks the runnin' 'providers:Providers in the store and their API keys.' 'serve:Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw a' 'tokens:Gateway keys clients present when the gateway listens beyond loopback.' 'ui:The route and provider view (a static HTML page).' 'validate:Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'); opts=(--help) ;;
+    "") subs=('apply:Validate, then write the file into the store in ONE transaction and bu' 'clients:Print the environment lines or config file that point CLIENT at the ga' 'completion:Print a shell completion script (also shipped in completions/).' 'diff:Show what `apply` would change, entity by entity (+ add, ~ change, - r' 'export:Print the store as canonical gateway.yaml (secrets as their ${env:NAME' 'init:Find local MLX models (Hugging Face cache, LM Studio, ~/models, --scan' 'keys:The master key that encrypts stored API keys.' 'logs:The audit log: one row per request the gateway answered.' 'models:Local models: list, start, stop, and read engine logs (asks the runnin' 'providers:Providers in the store and their API keys.' 'serve:Serve the OpenAI-compatible API on HOST:PORT. Config changes (`mlxgw a' 'tokens:Gateway keys clients present when the gateway listens beyond loopback.' 'ui:The route and provider view (a static HTML page).' 'validate:Check a gateway.yaml: YAML syntax, schema, then meaning. Exit 0 valid,'); opts=(--help) ;;
     "apply") subs=(); opts=(--db --dry-run --file --help --json --prune --yes) ;;
+    "clients") subs=(); opts=(--db --help --key --model --url --write) ;;
     "completion") subs=(); opts=(--help) ;;
     "diff") subs=(); opts=(--db --exit-code --file --help --json --prune) ;;
     "export") subs=(); opts=(--db --help --output) ;;
+    "init") subs=(); opts=(--help --output --scan --yes) ;;
     "keys") subs=('generate:Print a new Fernet master key (for MLXGW_MASTER_KEY).' 'rotate:Re-encrypt every stored secret under a new master key.'); opts=(--help) ;;
     "keys generate") subs=(); opts=(--help) ;;
     "keys rotate") subs=(); opts=(--db --help --json) ;;
