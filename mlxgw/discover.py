@@ -36,7 +36,6 @@ from pathlib import Path
 from mlxgw.supervisor import memory
 
 ENGINES = ("vllm-mlx", "mlx-openai-server")  # preference order when both are installed (see init)
-ENGINE_OVERHEAD = {"vllm-mlx": 160 * memory.MIB, "mlx-openai-server": 320 * memory.MIB}  # as the backends measure
 INSTALL_HINT = "uv tool install vllm-mlx   (or: pipx install vllm-mlx; mlx-openai-server works too)"
 CLOUD_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _DROP_WORDS = {"instruct", "chat", "it", "mlx", "hf"}
@@ -236,7 +235,10 @@ def find_models(scan: list[Path] | None = None, home: Path | None = None, enviro
                 seen.add(key)
                 found.append(m)
     name_models(found)
-    overhead = ENGINE_OVERHEAD.get(engine or "", 256 * memory.MIB)
+    from mlxgw.backends import local_profiles  # each engine's measured runtime memory, as the supervisor counts it
+
+    profiles = local_profiles(None)
+    overhead = profiles[engine].overhead if engine in profiles else max(p.overhead for p in profiles.values())
     for m in found:
         m.estimate = memory.estimate(m.path, None, overhead)
     return found, skipped, [str(p) for p, _ in places]
