@@ -124,6 +124,8 @@ def claude_code(s: Setup, snapshot, url: str, model: str | None, key: str, envir
                   ("ANTHROPIC_DEFAULT_OPUS_MODEL", model), ("ANTHROPIC_DEFAULT_HAIKU_MODEL", model),
                   ("ANTHROPIC_SMALL_FAST_MODEL", model)]
         s.names = [(model, "every request (the model settings above)")]
+        if model.startswith("claude-opus-4-1") and environ.get("CLAUDE_CODE_DISABLE_LEGACY_MODEL_REMAP") != "1":
+            s.names = [("claude-opus-4-8", f"what Claude Code sends for {model} (legacy model remap)")]
     else:
         s.names = list(CLAUDE_DEFAULT_NAMES)
     s.file = _home(environ) / ".claude" / "settings.json"

@@ -90,6 +90,12 @@ def test_codex_config_parses_and_carries_the_context_windows(applied, cli, tmp_p
     assert "-c model_context_window=1024" in printed  # tiny-long's own context_length
     assert "warning" not in stderr
 
+    # Off loopback Codex must present a gateway key: from $MLXGW_KEY, which the env lines set.
+    code, stdout, stderr = cli("clients", "codex", "--url", "http://10.0.0.5:8080", "--key", "mlxgw-abc")
+    assert env_lines(stdout) == {"MLXGW_KEY": "mlxgw-abc"}
+    remote = tomllib.loads(stdout.split("config.toml\n", 1)[1].split("# model names", 1)[0])
+    assert remote["model_providers"]["mlxgw"]["env_key"] == "MLXGW_KEY"
+
     # --write: into an existing config.toml, keeping the user's settings; a second run changes nothing.
     (user / ".codex").mkdir(parents=True)
     (user / ".codex" / "config.toml").write_text('model = "gpt-5"\napproval_policy = "never"\n'
@@ -120,7 +126,7 @@ def test_opencode_provider_block(applied, cli, tmp_path):
         assert applied.route(name) is not None
 
 
-def test_claude_code_names_are_checked_against_the_routes(applied, cli, tmp_path):
+def test_claude_code_names_are_checked_against_the_routes(applied, cli, tmp_path, monkeypatch):
     # No claude-* route here: Claude Code is pointed at the gateway's default model, which is routed.
     code, stdout, stderr = cli("clients", "claude-code", "--url", URL)
     assert code == 0, stdout + stderr
@@ -131,6 +137,12 @@ def test_claude_code_names_are_checked_against_the_routes(applied, cli, tmp_path
     # A name no route matches is flagged.
     code, stdout, stderr = cli("clients", "claude-code", "--url", URL, "--model", "claude-sonnet-4-5")
     assert code == 0 and "no route matches 'claude-sonnet-4-5'" in stderr
+    # Claude Code rewrites claude-opus-4-1-* to claude-opus-4-8: that is the name that needs a route.
+    code, stdout, stderr = cli("clients", "claude-code", "--url", URL, "--model", "claude-opus-4-1-20250805")
+    assert "no route matches 'claude-opus-4-8'" in stderr and "legacy model remap" in stderr
+    monkeypatch.setenv("CLAUDE_CODE_DISABLE_LEGACY_MODEL_REMAP", "1")
+    code, stdout, stderr = cli("clients", "claude-code", "--url", URL, "--model", "claude-opus-4-1-20250805")
+    assert "no route matches 'claude-opus-4-1-20250805'" in stderr
     # --write merges into settings.json, keeping what else is there.
     settings = tmp_path / "user/.claude/settings.json"
     settings.parent.mkdir(parents=True)

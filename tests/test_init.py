@@ -76,6 +76,9 @@ def test_init_finds_models_engines_and_keys(home, cli, tmp_path, monkeypatch):
     assert snap_.route("claude-opus-4-8").targets[0].provider == "anthropic"
     assert snap_.route("default").targets[0].provider == "local"
 
+    code, stdout, stderr = cli("init", "-o", str(tmp_path / "other.yaml"), "--scan", str(tmp_path / "nope"))
+    assert code == 1 and "--scan" in stderr and "nope" in stderr and not (tmp_path / "other.yaml").exists()
+
     # Never overwritten without --yes; with it, the old file is kept.
     out.write_text("# mine\n")
     code, stdout, stderr = cli("init", "-o", str(out))

@@ -33,6 +33,10 @@ def init(
     if path.exists() and not yes:
         raise MlxgwError(f"{output} exists; nothing was written",
                          f"pass --yes to replace it (the old one is kept as {output}.bak), or -o another file")
+    missing = [s for s in scan or [] if not Path(s).expanduser().is_dir()]
+    if missing:
+        raise MlxgwError(f"--scan {missing[0]}: no such folder; nothing was written",
+                         "give folders that exist (they are searched up to four levels deep)")
     found = discover.discover([Path(s) for s in scan or []])
     engine = found.engine
     on_path = bool(engine) and shutil.which(engine) == found.engines[engine]
@@ -42,6 +46,7 @@ def init(
         raise MlxgwError("the generated file does not validate: " + "; ".join(p.format() for p in problems))
     if path.exists():
         shutil.copyfile(path, str(path) + ".bak")
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
