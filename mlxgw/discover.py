@@ -33,6 +33,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# backends before supervisor: importing mlxgw.supervisor first runs into the supervisor <-> backends.local
+# import cycle (the package's own entry points all come through backends).
+from mlxgw.backends import local_profiles
 from mlxgw.supervisor import memory
 
 ENGINES = ("vllm-mlx", "mlx-openai-server")  # preference order when both are installed (see init)
@@ -235,9 +238,7 @@ def find_models(scan: list[Path] | None = None, home: Path | None = None, enviro
                 seen.add(key)
                 found.append(m)
     name_models(found)
-    from mlxgw.backends import local_profiles  # each engine's measured runtime memory, as the supervisor counts it
-
-    profiles = local_profiles(None)
+    profiles = local_profiles(None)  # each engine's measured runtime memory, as the supervisor counts it
     overhead = profiles[engine].overhead if engine in profiles else max(p.overhead for p in profiles.values())
     for m in found:
         m.estimate = memory.estimate(m.path, None, overhead)

@@ -25,7 +25,6 @@ from mlxgw.server.keys import presented_token
 
 log = logging.getLogger("mlxgw.server")
 PATH = "/admin/providers/{name}/key"
-KEY_KINDS = frozenset({"openai", "anthropic", "openai-compatible"})
 MAX_FORM = 16 * 1024
 MAX_KEY = 4096
 
@@ -80,7 +79,7 @@ class ProviderKey:
         provider = self.gw.runtime.snapshot.providers.get(name)
         if provider is None:
             raise ApiError.of(404, f"name: no provider named '{name}'.", param="name", code="provider_not_found")
-        if provider.kind not in KEY_KINDS:
+        if provider.local:
             raise ApiError.of(400, f"name: provider '{name}' is a local engine ({provider.kind}); it takes no key.",
                               param="name", code="no_key_needed")
         key = await self._form_key(req)
