@@ -2,7 +2,7 @@
 (tomllib for Codex, json for opencode and Claude Code, YAML for llm, a POSIX shell for env lines), and
 checked against the applied config; and the real Claude Code (tests/clients/install.py) answering
 through the gateway with exactly the environment `mlxgw clients claude-code` printed.
-Codex end to end needs /v1/responses, which the gateway does not serve yet: only its config is tested."""
+For Codex only the generated config is tested here; `codex exec` through the gateway is not (yet)."""
 
 from __future__ import annotations
 
