@@ -136,6 +136,17 @@ def claude_code(s: Setup, snapshot, url: str, model: str | None, key: str, envir
                "CLAUDE_CODE_DISABLE_LEGACY_MODEL_REMAP=1; route the name it sends."]
 
 
+# Codex sends its built-in `web_search` tool, which only OpenAI's own API runs; the gateway refuses it (400)
+# for any other backend, so Codex must not send it there (`web_search`: ConfigToml and ConfigProfile).
+_NO_WEB_SEARCH = 'web_search = "disabled"  # only OpenAI\'s own API runs Codex\'s web_search tool'
+
+
+def _openai_cloud(snapshot, name: str) -> bool:
+    rt = snapshot.route(name)
+    p = snapshot.providers.get(rt.targets[0].provider) if rt and rt.targets else None
+    return p is not None and p.kind == "openai"
+
+
 def codex_text(snapshot, url: str, model: str | None, existing: str) -> str:
     """`existing` with mlxgw's settings: the top-level keys in a marked block first (TOML wants them before
     any table; the file's own `model`/`model_provider`/`model_context_window` lines give way), the
@@ -148,6 +159,8 @@ def codex_text(snapshot, url: str, model: str | None, existing: str) -> str:
         ctx = context_length(snapshot, model)
         if ctx:
             top.append(f"model_context_window = {ctx}  # {model}'s own window, not Codex's small default")
+        if not _openai_cloud(snapshot, model):
+            top.append(_NO_WEB_SEARCH)
     top.append(END)
     tables = [BEGIN, f"[model_providers.{PROVIDER_ID}]", 'name = "mlxgw gateway"',
               f"base_url = {json.dumps(url + '/v1')}", 'wire_api = "responses"']
@@ -157,6 +170,8 @@ def codex_text(snapshot, url: str, model: str | None, existing: str) -> str:
         ctx = context_length(snapshot, name)
         tables += [f"[profiles.{json.dumps('mlxgw-' + name)}]", f"model = {json.dumps(name)}",
                    f'model_provider = "{PROVIDER_ID}"']
+        if not _openai_cloud(snapshot, name):
+            tables.append(_NO_WEB_SEARCH)
         if ctx:
             tables.append(f"# context window {ctx}: codex -p mlxgw-{name} -c model_context_window={ctx}")
     tables.append(END)

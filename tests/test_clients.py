@@ -2,7 +2,7 @@
 (tomllib for Codex, json for opencode and Claude Code, YAML for llm, a POSIX shell for env lines), and
 checked against the applied config; and the real Claude Code (tests/clients/install.py) answering
 through the gateway with exactly the environment `mlxgw clients claude-code` printed.
-For Codex only the generated config is tested here; `codex exec` through the gateway is not (yet)."""
+and the real Codex CLI (pinned, same installer) answering with only what `mlxgw clients codex --write` wrote."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.anthropic_upstream import AReply, anthropic_upstream, anthropic_upstr
 from tests.clients import install as clients_install
 from tests.engines import tiny_model
 from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
+from tests.upstream import Reply, upstream, upstream_server  # noqa: F401
 
 URL = "http://127.0.0.1:8123"
 
@@ -86,7 +87,9 @@ def test_codex_config_parses_and_carries_the_context_windows(applied, cli, tmp_p
                                                "wire_api": "responses"}
     assert doc["model_context_window"] == 2048  # the tiny model's config.json max_position_embeddings
     assert set(doc["profiles"]) == {f"mlxgw-{n}" for n, _ in applied.models()}
-    assert doc["profiles"]["mlxgw-tiny-long"] == {"model": "tiny-long", "model_provider": "mlxgw"}
+    assert doc["profiles"]["mlxgw-tiny-long"] == {"model": "tiny-long", "model_provider": "mlxgw",
+                                                  "web_search": "disabled"}  # a local model: no web_search tool
+    assert doc["web_search"] == "disabled"
     assert "-c model_context_window=1024" in printed  # tiny-long's own context_length
     assert "warning" not in stderr
 
@@ -217,3 +220,41 @@ def test_claude_code_answers_through_the_gateway(home, cli, tmp_path, monkeypatc
     assert all(r["route"] == "prefix:claude-" for r in rows if r["requested_model"])
     assert any(r["status"] == 200 for r in rows)
     assert os.environ.get("ANTHROPIC_API_KEY") not in result.stdout + result.stderr
+
+
+def test_codex_answers_through_the_gateway(home, cli, tmp_path, monkeypatch, upstream):  # noqa: F811
+    """`codex exec` with nothing but what `mlxgw clients codex --write` wrote: Codex's Responses request is
+    translated onto a chat-completions backend (tests/upstream.py, the OpenAI-wire emulator)."""
+    if not clients_install.is_installed():
+        msg = "Codex is not installed for the tests: run `python3 tests/clients/install.py`"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    codex = str(clients_install.codex_path())  # under the real HOME, before it changes
+    user = tmp_path / "user"
+    (user / "codex").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(user))
+    monkeypatch.setenv("CODEX_HOME", str(user / "codex"))
+    apply_config(cli, tmp_path, textwrap.dedent(f"""\
+        version: 1
+        providers:
+          - name: up
+            kind: openai-compatible
+            base_url: '{upstream.base_url}'
+            api_key: ${{env:OPENAI_API_KEY}}
+        routes:
+          - match: {{exact: helper}}
+            target: up
+        """))
+    upstream.default = Reply(text="Hello from the emulated chat upstream.")
+    with running_gateway() as gw:
+        code, stdout, stderr = cli("clients", "codex", "--url", gw.origin, "--model", "helper", "--write")
+        assert code == 0 and "warning" not in stderr, stdout + stderr
+        result = subprocess.run([codex, "exec", "--skip-git-repo-check", "Say hello."], cwd=tmp_path,
+                                env={"PATH": os.environ["PATH"], "HOME": str(user), "CODEX_HOME": str(user / "codex")},
+                                capture_output=True, text=True, timeout=240)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Hello from the emulated chat upstream." in result.stdout
+        rows = wait_for_rows(gw, 1)
+    assert [q.model for q in upstream.chat_requests()] and all(q.model == "helper" for q in upstream.chat_requests())
+    assert any(r["client_api"] == "responses" and r["status"] == 200 and r["route"] == "exact:helper" for r in rows)
