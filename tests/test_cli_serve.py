@@ -35,9 +35,9 @@ def start(*args: str) -> tuple[subprocess.Popen, int, float]:
             pass
         if proc.poll() is not None:
             raise AssertionError(f"serve exited {proc.returncode}: {proc.stderr.read()}")
-        if time.monotonic() - t0 > 10:
+        if time.monotonic() - t0 > 60:  # a deadline, not a timing check: a loaded 2-core box took over 10 s
             proc.kill()
-            raise AssertionError("serve did not answer within 10 s")
+            raise AssertionError("serve did not answer within 60 s")
         time.sleep(0.02)
 
 
