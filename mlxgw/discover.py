@@ -33,8 +33,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# backends before supervisor: importing mlxgw.supervisor first runs into the supervisor <-> backends.local
-# import cycle (the package's own entry points all come through backends).
 from mlxgw.backends import local_profiles
 from mlxgw.supervisor import memory
 

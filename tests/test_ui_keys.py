@@ -13,7 +13,7 @@ import time
 import httpx
 
 from mlxgw.store.db import home as store_home
-from mlxgw.store.secrets import fingerprint
+from mlxgw.fingerprints import fingerprint
 from tests.browser import Chromium
 from tests.conftest import SENTINEL_ANTHROPIC
 from tests.gateway_harness import apply_config, running_gateway
