@@ -463,3 +463,43 @@ def test_vendored_responses_schema_matches_shared():
         pytest.skip("no ../shared/conformance beside this clone")
     assert conformance.VENDORED_RESPONSES.read_bytes() == conformance.SHARED_RESPONSES.read_bytes(), (
         "tests/data/openai-responses.schema.json is stale: copy ../shared/conformance/openai-responses.schema.json over it")
+
+
+# --- /v1/responses (tests/responses_upstream.py) ---------------------------------------------------------
+
+
+def _responses_stream(up: UpstreamServer, **body) -> list[dict]:
+    with httpx.stream("POST", up.base_url + "/responses", timeout=10, json={"stream": True, **body}) as r:
+        assert r.status_code == 200
+        return conformance.validate_response_sse(r.read().decode())
+
+
+def test_responses_plain_and_streamed_are_schema_valid(upstream):
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+    r = httpx.post(upstream.base_url + "/responses", json={"model": "gpt-4o", "input": "hi there", "tools": [tool]})
+    conformance.validate_response(r.json())
+    assert r.json()["output"][0]["content"][0]["text"] == "Echo: hi there"
+    upstream.script(Reply(text="calling", tool_calls=[ToolCall("f", {"a": 1}, id="call_1")]))
+    events = _responses_stream(upstream, model="gpt-4o", input="hi", tools=[tool])
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.completed"
+    assert [i["type"] for i in final["output"]] == ["message", "function_call"]
+    assert final["output"][1]["call_id"] == "call_1" and json.loads(final["output"][1]["arguments"]) == {"a": 1}
+    events = _responses_stream(upstream, model="gpt-4o", input="one two three four", max_output_tokens=2)
+    assert events[-1]["type"] == "response.incomplete"
+    assert events[-1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+    upstream.script(Reply(error_after=3))
+    events = _responses_stream(upstream, model="gpt-4o", input="hi")
+    assert [e["type"] for e in events][-1] == "response.failed" and len(events) == 4
+
+
+def test_responses_remembers_stored_ids_and_refuses_unknown_ones(upstream):
+    first = httpx.post(upstream.base_url + "/responses", json={"model": "gpt-4o", "input": "hi"}).json()
+    ok = httpx.post(upstream.base_url + "/responses",
+                    json={"model": "gpt-4o", "input": "again", "previous_response_id": first["id"]})
+    assert ok.status_code == 200
+    unstored = httpx.post(upstream.base_url + "/responses", json={"model": "gpt-4o", "input": "x", "store": False})
+    bad = httpx.post(upstream.base_url + "/responses",
+                     json={"model": "gpt-4o", "input": "x", "previous_response_id": unstored.json()["id"]})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "previous_response_not_found"
+    conformance.validate_responses("ErrorResponse", bad.json())

@@ -6,6 +6,7 @@ sync tests, async tests and the gateway (in another thread or process) can all t
 
 Endpoints
     POST /v1/chat/completions   non-streaming JSON, or SSE when the body says ``"stream": true``
+    POST /v1/responses          OpenAI's own Responses API, plain or streamed (tests/responses_upstream.py)
     GET  /v1/models             ``{"object": "list", "data": [...]}`` built from ``server.models``
     GET  /health                ``{"status": "ok"}``
 Every successful body and chunk validates against ../shared/conformance (tests/test_upstream.py proves
@@ -90,6 +91,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from aiohttp import web
+
+try:
+    from tests import responses_upstream
+except ImportError:  # tests/ itself on sys.path
+    import responses_upstream  # type: ignore[no-redef]
 
 __all__ = [
     "Recorded",
@@ -283,6 +289,7 @@ class UpstreamServer:
         self.default: Reply = Reply()
         self.defaults: dict[str, Reply] = {}
         self.requests: list[Recorded] = []
+        self.stored_responses: set[str] = set()  # ids /v1/responses answered with store on
         self._queue: collections.deque[Reply] = collections.deque()
         self._model_queues: dict[str, collections.deque[Reply]] = {}
         self._lock = threading.Lock()
@@ -355,6 +362,7 @@ class UpstreamServer:
     async def _astart(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/responses", self._responses)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
@@ -402,6 +410,7 @@ class UpstreamServer:
             self.defaults.clear()
             self.default = Reply()
             self.requests.clear()
+            self.stored_responses.clear()
             self.api_key = None
 
     def _next_behaviour(self, model: str | None) -> Reply:
@@ -420,6 +429,10 @@ class UpstreamServer:
     def chat_requests(self) -> list[Recorded]:
         with self._lock:
             return [r for r in self.requests if r.path == "/v1/chat/completions"]
+
+    def responses_requests(self) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self.requests if r.path == "/v1/responses"]
 
     @property
     def last(self) -> Recorded:
@@ -529,6 +542,9 @@ class UpstreamServer:
         except (ConnectionResetError, asyncio.CancelledError):
             rec.outcome = rec.outcome or "client_disconnected"
             raise
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        return await responses_upstream.handle(self, request)
 
     @staticmethod
     def _abort(request: web.Request) -> None:

@@ -20,6 +20,7 @@ there before routing, whichever backend served the earlier turns; an unknown one
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +40,9 @@ from mlxgw.server.relays import SSETranslator
 from mlxgw.server.streaming import Translator
 
 FINAL = frozenset({"completed", "incomplete"})  # what is stored; a failed response is not
+# An event's own type when it comes first, as OpenAI writes them: a delta is relayed with its `event:` line
+# without being decoded; any other event is decoded (and re-encoded by rs.sse).
+_TYPE_FIRST = re.compile(rb'\{\s*"type"\s*:\s*"([a-z_.]+)"')
 
 
 def _error(exc: rs.RequestError) -> ApiError:
@@ -104,8 +108,9 @@ class PassThroughStream(SSETranslator):
     def _events(self, events) -> bytes:
         out = []
         for data in events:
-            if b'"response"' not in data and b'"error"' not in data:
-                out.append(b"data: " + data + b"\n\n")  # deltas: nothing to change
+            head = _TYPE_FIRST.match(data)
+            if head and b'"response"' not in data and b'"error"' not in data:  # deltas: nothing to change
+                out.append(b"event: " + head.group(1) + b"\ndata: " + data + b"\n\n")
                 continue
             try:
                 obj = loads(data)
