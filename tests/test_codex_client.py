@@ -110,31 +110,46 @@ def codex_env(tmp_path) -> dict:
     return {**os.environ, "CODEX_HOME": str(home), "GW_KEY": "sk-test-not-a-secret", "NO_COLOR": "1"}
 
 
-@pytest.mark.parametrize("wire", ["chat", "anthropic"])
-def test_codex_exec_runs_a_tool_call_turn(tmp_path, wire):
+def run_codex(base_url: str, tmp_path, prompt: str = f"run echo {MARKER}") -> subprocess.CompletedProcess:
+    """`codex exec --json` with a custom model provider (wire_api="responses") at `base_url`, in a fresh
+    CODEX_HOME and work directory; web_search disabled (a chat or Anthropic backend cannot run it)."""
     codex = install.codex_path()
     assert install.is_installed(), "run `python3 tests/clients/install.py` (.ci/run does)"
-    stub = Stub(wire)
-    threading.Thread(target=stub.serve_forever, daemon=True).start()
     work = tmp_path / "work"
     work.mkdir()
+    provider = f'model_providers.gw={{name="gw", base_url="{base_url}", env_key="GW_KEY", wire_api="responses"}}'
+    return subprocess.run(
+        [str(codex), "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+         "-m", "local-model", "-c", "model_provider=gw", "-c", provider, "-c", 'web_search="disabled"', prompt],
+        cwd=work, env=codex_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+
+
+def completed_items(stdout: str) -> list[dict]:
+    """The items of `codex exec --json`'s item.completed events, in order."""
+    return [e["item"] for e in map(json.loads, stdout.splitlines()) if e.get("type") == "item.completed"]
+
+
+def check_tool_turn(done: subprocess.CompletedProcess) -> None:
+    """Codex ran `echo MARKER` once, successfully, and ended with the answer built from its output."""
+    assert done.returncode == 0, done.stderr[-3000:]
+    items = completed_items(done.stdout)
+    ran = [i for i in items if i["type"] == "command_execution"]
+    # The last line: `bash -lc` runs the login profile, whose tools (pyenv) may print warnings first.
+    assert [(i["exit_code"], i["aggregated_output"].strip().splitlines()[-1]) for i in ran] == [(0, MARKER)], \
+        done.stdout
+    assert items[-1] == {**items[-1], "type": "agent_message", "text": f"the tool said {MARKER}"}
+
+
+@pytest.mark.parametrize("wire", ["chat", "anthropic"])
+def test_codex_exec_runs_a_tool_call_turn(tmp_path, wire):
+    stub = Stub(wire)
+    threading.Thread(target=stub.serve_forever, daemon=True).start()
     try:
-        provider = (f'model_providers.gw={{name="gw", base_url="http://127.0.0.1:{stub.server_address[1]}/v1", '
-                    'env_key="GW_KEY", wire_api="responses"}')
-        done = subprocess.run(
-            [str(codex), "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-             "-m", "local-model", "-c", "model_provider=gw", "-c", provider, "-c", 'web_search="disabled"',
-             f"run echo {MARKER}"],
-            cwd=work, env=codex_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=300)
+        done = run_codex(f"http://127.0.0.1:{stub.server_address[1]}/v1", tmp_path)
     finally:
         stub.shutdown()
     assert stub.problems == []
-    assert done.returncode == 0, done.stderr[-3000:]
-    items = [e["item"] for e in map(json.loads, done.stdout.splitlines()) if e.get("type") == "item.completed"]
-    ran = [i for i in items if i["type"] == "command_execution"]
-    assert [(i["exit_code"], i["aggregated_output"].strip()) for i in ran] == [(0, MARKER)], done.stdout
-    assert items[-1] == {**items[-1], "type": "agent_message", "text": f"the tool said {MARKER}"}
+    check_tool_turn(done)
     assert len(stub.requests) == 2
     second = stub.requests[1]["input"]
     call = next(i for i in second if i.get("type") == "function_call")
