@@ -62,6 +62,7 @@ def test_stats(home, cli):
                           "output_tokens": 9, "failovers": 1}
     assert s["routes"]["exact:x"]["failovers"] == 1 and s["providers"]["up"]["failovers"] == 0
     assert s["providers"]["up"]["requests"] == 2 and s["routes"]["exact:x"]["requests"] == 1
+    assert s["client_apis"] == {"openai": {**s["total"]}}
     code, out, _ = cli("logs", "stats")
     assert code == 0 and "total" in out and "requests=3 errors=1" in out and "per provider:" in out
     assert "failovers=1" in out

@@ -150,3 +150,18 @@ def test_bad_input_names_the_field_and_unknown_models_are_404(gateway, oai):
     assert r.status_code == 404 and r.json()["error"]["message"] == "Response with id 'resp_unknown' not found."
     rows = wait_for_rows(gateway, 3)
     assert [x["status"] for x in rows[-3:]] == [400, 404, 400] and {x["client_api"] for x in rows[-3:]} == {"responses"}
+
+
+def test_logs_stats_counts_responses_traffic(gateway, oai, cli):
+    _, plain = raw_create(oai, model="gpt-4o", input="hello there")
+    with oai.responses.stream(model="claude-sonnet", input="hello again") as s:
+        streamed = s.get_final_response()
+    oai.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+    wait_for_rows(gateway, 3)
+    code, out, err = cli("logs", "stats", "--json")
+    assert code == 0, err
+    per_api = json.loads(out)["client_apis"]
+    assert per_api["responses"]["requests"] == 2 and per_api["openai"]["requests"] == 1
+    assert per_api["responses"]["output_tokens"] == plain["usage"]["output_tokens"] + streamed.usage.output_tokens
+    code, out, _ = cli("logs", "stats")
+    assert code == 0 and "per client API:" in out and "  responses" in out

@@ -67,21 +67,26 @@ def _summary(rows: list[tuple]) -> dict:
 
 
 def stats(store: Store, since: float | None = None) -> dict:
-    """Totals, then the same figures per route and per provider. `failovers` counts the requests that
-    moved on from their route's first target to a later one."""
+    """Totals, then the same figures per route, per provider and per client API (openai, anthropic,
+    responses). `failovers` counts the requests that moved on from their route's first target to a later
+    one."""
     q = select(RequestLog.route, RequestLog.provider, RequestLog.duration_ms, RequestLog.status,
-               RequestLog.error, RequestLog.input_tokens, RequestLog.output_tokens, RequestLog.failovers)
+               RequestLog.error, RequestLog.input_tokens, RequestLog.output_tokens, RequestLog.failovers,
+               RequestLog.client_api)
     if since is not None:
         q = q.where(RequestLog.ts >= since)
     with store.session() as s:
         rows = [tuple(r) for r in s.execute(q)]
     by_route: dict[str, list] = {}
     by_provider: dict[str, list] = {}
+    by_client: dict[str, list] = {}
     for r in rows:
         by_route.setdefault(r[0] or "(none)", []).append(r)
         by_provider.setdefault(r[1] or "(none)", []).append(r)
+        by_client.setdefault(r[8] or "(none)", []).append(r)
     return {
         "total": _summary(rows),
         "routes": {k: _summary(v) for k, v in sorted(by_route.items())},
         "providers": {k: _summary(v) for k, v in sorted(by_provider.items())},
+        "client_apis": {k: _summary(v) for k, v in sorted(by_client.items())},
     }

@@ -69,7 +69,8 @@ def stats(
     db: DbOption = None,
     since: Annotated[float | None, typer.Option(help="Only rows of the last SECONDS.")] = None,
 ) -> None:
-    """Requests, errors, p50/p95 latency, failovers and tokens, in total and per route and provider."""
+    """Requests, errors, p50/p95 latency, failovers and tokens, in total and per route, provider and client
+    API (openai, anthropic, responses)."""
     from mlxgw.audit import queries
 
     result = queries.stats(open_store(db), None if since is None else time.time() - since)
@@ -82,8 +83,8 @@ def stats(
                     f"p95={_ms(s['p95_ms'])} failovers={s['failovers']} tokens_in={s['input_tokens']} tokens_out={s['output_tokens']}")
 
     show("total", result["total"])
-    for title in ("routes", "providers"):
+    for title, label in (("routes", "route"), ("providers", "provider"), ("client_apis", "client API")):
         if result[title]:
-            _output.say(f"per {title[:-1]}:")
+            _output.say(f"per {label}:")
             for k, s in result[title].items():
                 show(f"  {k}", s)

@@ -108,7 +108,7 @@ class RequestLog(Base):
     __tablename__ = "requests"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the x-request-id
     ts: Mapped[float] = mapped_column(Float, index=True)
-    client_api: Mapped[str] = mapped_column(String(16))  # openai | anthropic
+    client_api: Mapped[str] = mapped_column(String(16))  # openai | anthropic | responses
     backend_api: Mapped[str | None] = mapped_column(String(16), nullable=True)
     requested_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     route: Mapped[str | None] = mapped_column(String(300), nullable=True)
