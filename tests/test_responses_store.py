@@ -208,3 +208,17 @@ def test_the_migration_adds_the_table_to_an_older_store(tmp_path):
         conn.execute(text("update meta set value = '2' where key = 'schema_version'"))
     store = Store(url)
     assert "responses" in inspect(store.engine).get_table_names() and SCHEMA_VERSION == 3
+
+
+async def test_a_shortened_retention_expires_older_responses_at_once(db):
+    rstore = ResponseStore(db, memory=0)  # 30 days when they were stored
+    old, i_old = turn("resp_old", "old", "O")
+    new, i_new = turn("resp_new", "new", "N")
+    rstore.put(old, i_old, now=time.time() - 3600)
+    rstore.put(new, i_new)
+    await rstore.flush()
+    rstore.retention = 600.0  # gateway.yaml now says 10m: the hour-old response is past it
+    assert await rstore.get("resp_old") is None and await rstore.get("resp_new") == new
+    assert await rstore.prune() == 1
+    with db.session() as s:
+        assert [r[0] for r in s.execute(text("select id from responses"))] == ["resp_new"]

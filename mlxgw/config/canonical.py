@@ -56,11 +56,20 @@ def defaults(d: dict | None) -> dict:
     return _ordered(_clean(d or {}), DEFAULTS_KEYS)
 
 
+def responses(r: dict | None) -> dict:
+    """The stored responses' settings: a retention spelled in days where it can be (30d, not 720h)."""
+    r = r or {}
+    return {"retention": durations.canonical(r["retention"], days=True)} if r.get("retention") else {}
+
+
 def config(data: dict) -> dict:
     out: dict = {"version": 1}
     d = defaults(data.get("defaults"))
     if d:
         out["defaults"] = d
+    r = responses(data.get("responses"))
+    if r:
+        out["responses"] = r
     out["providers"] = [provider(p) for p in data.get("providers") or []]
     out["routes"] = [route(r) for r in data.get("routes") or []]
     return out

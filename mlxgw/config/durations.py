@@ -1,11 +1,12 @@
-"""Durations as written in gateway.yaml: 500ms, 30s, 10m, 1h."""
+"""Durations as written in gateway.yaml: 500ms, 30s, 10m, 1h; and days (30d) where the schema allows them
+(retention periods)."""
 
 from __future__ import annotations
 
 import re
 
-_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+_RE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def parse_ms(text: str) -> int:
@@ -20,13 +21,14 @@ def parse_seconds(text: str) -> float:
     return parse_ms(text) / 1000
 
 
-def format_ms(ms: int) -> str:
-    """The canonical spelling: the largest unit that divides the value exactly (90s, not 1.5m)."""
-    for unit in ("h", "m", "s"):
+def format_ms(ms: int, days: bool = False) -> str:
+    """The canonical spelling: the largest unit that divides the value exactly (90s, not 1.5m); days only
+    when `days` (where the schema allows them)."""
+    for unit in ("d", "h", "m", "s") if days else ("h", "m", "s"):
         if ms and ms % _UNIT_MS[unit] == 0:
             return f"{ms // _UNIT_MS[unit]}{unit}"
     return f"{ms}ms"
 
 
-def canonical(text: str) -> str:
-    return format_ms(parse_ms(text))
+def canonical(text: str, days: bool = False) -> str:
+    return format_ms(parse_ms(text), days)

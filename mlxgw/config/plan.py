@@ -20,7 +20,7 @@ _MASKED_PREFIXES = ("headers.", "env.")
 @dataclass
 class Change:
     op: str  # + ~ - =
-    kind: str  # defaults | provider | model | route | secret | order
+    kind: str  # defaults | responses | provider | model | route | secret | order
     key: str
     details: list[str] = field(default_factory=list)
 
@@ -108,10 +108,11 @@ def make_plan(current: dict, desired: dict, current_secrets: dict, desired_secre
     """current/desired: canonical configs. current_secrets: provider -> (env_ref, value in clear).
     desired_secrets: provider -> (env_ref, value, or None to keep what the store has)."""
     changes: list[Change] = []
-    if current.get("defaults", {}) != desired.get("defaults", {}):
-        op = "+" if not current.get("defaults") else "-" if not desired.get("defaults") else "~"
-        changes.append(Change(op, "defaults", "defaults",
-                              _field_changes(current.get("defaults", {}), desired.get("defaults", {}))))
+    for section in ("defaults", "responses"):  # top-level settings: one change each
+        old, new = current.get(section, {}), desired.get(section, {})
+        if old != new:
+            op = "+" if not old else "-" if not new else "~"
+            changes.append(Change(op, section, section, _field_changes(old, new)))
 
     cur_p = {p["name"]: p for p in current.get("providers", [])}
     providers, kept_p = _merge(current.get("providers", []), desired.get("providers", []), lambda p: p["name"], prune)
@@ -168,8 +169,9 @@ def make_plan(current: dict, desired: dict, current_secrets: dict, desired_secre
     changes += [Change("-", "secret", n) for n in current_secrets if n not in live]
 
     merged = {"version": 1}
-    if desired.get("defaults"):
-        merged["defaults"] = desired["defaults"]
+    for section in ("defaults", "responses"):
+        if desired.get(section):
+            merged[section] = desired[section]
     merged["providers"] = merged_providers
     merged["routes"] = routes
     return Plan(changes, merged, secrets, checksum(current))

@@ -117,12 +117,16 @@ class Route:
 class Snapshot:
     """Immutable view of one config revision. Build with Snapshot(config, keys, revision)."""
 
-    __slots__ = ("revision", "providers", "routes", "_exact", "_prefixes", "_regexes", "_models", "defaults")
+    __slots__ = ("revision", "providers", "routes", "_exact", "_prefixes", "_regexes", "_models", "defaults",
+                 "response_retention")
 
     def __init__(self, config: dict, keys: dict | None = None, revision: int = 0):
         keys = keys or {}
         self.revision = revision
         d = config.get("defaults") or {}
+        retention = (config.get("responses") or {}).get("retention")
+        # Stored Responses API responses are kept this long (None: the store's default, 30 days).
+        self.response_retention = durations.parse_seconds(retention) if retention else None
         self.defaults = merge_timeouts(DEFAULT_TIMEOUTS, d.get("timeouts"))
         retry = merge_retry(RetryPolicy(), d.get("retry"))
         cooldown = durations.parse_seconds(d["cooldown"]) if d.get("cooldown") else DEFAULT_COOLDOWN

@@ -1,7 +1,8 @@
 """Start-up and shutdown, as a Falcon middleware (Falcon runs ASGI lifespan through middleware).
 
 Start-up: open the store, build the first Runtime, start the shared HTTP client, the audit writer and
-the reload task. The reload task polls the store's revision (one integer) about every second, or at once
+the reload task, and apply the settings that live outside the Runtime (the stored responses' retention).
+The reload task polls the store's revision (one integer) about every second, or at once
 on SIGHUP, and swaps in a new Runtime when it moves; a config that fails to build keeps the old Runtime
 and logs why.
 Shutdown (after uvicorn stopped accepting and let requests in flight finish, up to the shutdown
@@ -21,7 +22,7 @@ from mlxgw.backends import local_profiles
 from mlxgw.server import keys, runtime
 from mlxgw.server.gateway import Gateway
 from mlxgw.store.db import Store, home
-from mlxgw.store.responses import ResponseStore
+from mlxgw.store.responses import RETENTION, ResponseStore
 from mlxgw.store.state import current_revision, load_runtime
 from mlxgw.supervisor import Supervisor
 
@@ -55,6 +56,7 @@ class Lifespan:
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
         gw.responses = ResponseStore(store, interval=gw.config.audit_interval)
+        self._apply_settings()
         await gw.responses.start()
         self._wake = asyncio.Event()
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # main thread, POSIX only
@@ -96,8 +98,14 @@ class Lifespan:
             return False
         revision, config, provider_keys = await asyncio.to_thread(load_runtime, store)
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
+        self._apply_settings()
         log.info("mlxgw reloaded config revision %d", revision)
         return True
+
+    def _apply_settings(self) -> None:
+        """The config's settings that live outside the Runtime: the stored responses' retention."""
+        retention = self.gw.runtime.snapshot.response_retention
+        self.gw.responses.retention = retention if retention is not None else RETENTION
 
     async def _reload_loop(self) -> None:
         while True:

@@ -11,8 +11,10 @@ a row that cannot be written (a duplicate id) is dropped with a warning and neve
 
 `history(id)` walks the previous_response_id chain and gives every turn's input items then output
 items, oldest first. An ancestor that is gone (expired or deleted) ends the walk: the conversation
-starts there. Rows expire `retention` seconds after creation (30 days by default, OpenAI's);
-`prune()` deletes expired ones and runs from the background task every `prune_every` seconds.
+starts there. Rows expire `retention` seconds after creation (30 days by default, OpenAI's; gateway.yaml
+`responses.retention`, set by the server on start and reload); a row is kept for the shorter of the
+retention when it was stored (`expires_at`) and the one in force now, so shortening it takes effect at
+once. `prune()` deletes expired ones and runs from the background task every `prune_every` seconds.
 
 Plain SQLAlchemy Core on the `responses` table: SQLite and PostgreSQL alike. `owner` scopes every lookup
 to the gateway key that stored the response (None: no key, loopback).
@@ -54,7 +56,8 @@ class ResponseStore(BatchWriter):
     def put(self, response: dict, input_items: list[dict], owner: str | None = None, now: float | None = None) -> None:
         """Keep a finished response (completed or incomplete) and its request's input items. Never blocks."""
         now = time.time() if now is None else now
-        row = {"id": response["id"], "created_at": float(response.get("created_at") or now),
+        # created_at: when the gateway stored it (what retention counts from), not the Response's own.
+        row = {"id": response["id"], "created_at": now,
                "expires_at": now + self.retention, "model": response.get("model"), "owner": owner,
                "previous_response_id": response.get("previous_response_id"), "input_items": list(input_items),
                "output": list(response.get("output") or []), "response": response}
@@ -112,8 +115,11 @@ class ResponseStore(BatchWriter):
 
     # -- reading --
 
+    def _expired(self, row: dict, now: float) -> bool:
+        return row["expires_at"] <= now or row["created_at"] + self.retention <= now
+
     def _visible(self, row: dict | None, owner: str | None, now: float) -> dict | None:
-        if row is None or row["owner"] != owner or row["expires_at"] <= now:
+        if row is None or row["owner"] != owner or self._expired(row, now):
             return None
         return row
 
@@ -214,11 +220,12 @@ class ResponseStore(BatchWriter):
         """Delete expired responses (memory and database); returns how many database rows went."""
         now = time.time() if now is None else now
         async with self._lock:
-            for key in [k for k, r in self._mem.items() if r["expires_at"] <= now]:
+            for key in [k for k, r in self._mem.items() if self._expired(r, now)]:
                 del self._mem[key]
-            self._pending = [r for r in self._pending if r["expires_at"] > now]
-            return await asyncio.to_thread(self._prune, now)
+            self._pending = [r for r in self._pending if not self._expired(r, now)]
+            return await asyncio.to_thread(self._prune, now, self.retention)
 
-    def _prune(self, now: float) -> int:
+    def _prune(self, now: float, retention: float) -> int:
+        expired = (TABLE.c.expires_at <= now) | (TABLE.c.created_at <= now - retention)
         with self._store.session(write=True) as s:
-            return s.execute(delete(TABLE).where(TABLE.c.expires_at <= now)).rowcount
+            return s.execute(delete(TABLE).where(expired)).rowcount

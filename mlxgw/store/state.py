@@ -15,13 +15,16 @@ from mlxgw.store import tables
 from mlxgw.store.db import Store, home
 from mlxgw.store.secrets import SecretBox
 
+SETTINGS = ("defaults", "responses")  # the config's top-level sections, one `settings` row each
+
 
 def read_config(s: Session) -> dict:
     """The store's config in canonical form, providers and routes in their stored order."""
     out: dict = {"version": 1}
-    defaults = s.get(tables.Setting, "defaults")
-    if defaults and defaults.value:
-        out["defaults"] = defaults.value
+    for key in SETTINGS:
+        row = s.get(tables.Setting, key)
+        if row and row.value:
+            out[key] = row.value
     providers = []
     for p in s.scalars(select(tables.Provider).order_by(tables.Provider.position, tables.Provider.id)):
         spec = dict(p.spec)
@@ -68,7 +71,8 @@ def load_runtime(store: Store, box: SecretBox | None = None) -> tuple[int, dict,
 def write_plan(s: Session, plan: Plan, source: str, box: SecretBox | None) -> int:
     """Write the plan's merged config inside the caller's write transaction and record a revision."""
     now = time.time()
-    _sync_defaults(s, plan.merged.get("defaults"))
+    for key in SETTINGS:
+        _sync_setting(s, key, plan.merged.get(key))
     _sync_providers(s, plan.merged["providers"], now)
     _sync_routes(s, plan.merged["routes"], now)
     live = {p["name"] for p in plan.merged["providers"]}
@@ -88,13 +92,13 @@ def write_plan(s: Session, plan: Plan, source: str, box: SecretBox | None) -> in
     return rev.id
 
 
-def _sync_defaults(s: Session, defaults: dict | None) -> None:
-    row = s.get(tables.Setting, "defaults")
-    if defaults:
+def _sync_setting(s: Session, key: str, value: dict | None) -> None:
+    row = s.get(tables.Setting, key)
+    if value:
         if row is None:
-            s.add(tables.Setting(key="defaults", value=defaults))
-        elif row.value != defaults:
-            row.value = defaults
+            s.add(tables.Setting(key=key, value=value))
+        elif row.value != value:
+            row.value = value
     elif row is not None:
         s.delete(row)
 

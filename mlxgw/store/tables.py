@@ -132,7 +132,8 @@ class RequestLog(Base):
 class StoredResponse(Base):
     """A Responses API response kept for `previous_response_id`, GET and input_items (issue 11): the
     request's own input items (normalised, ids minted), its output items and the whole Response JSON.
-    `owner` is the gateway key that made it (None on loopback without keys); rows expire at `expires_at`."""
+    `owner` is the gateway key that made it (None on loopback without keys); `created_at` is when it was
+    stored; rows expire at `expires_at`, or sooner when the retention was shortened since."""
 
     __tablename__ = "responses"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
