@@ -19,7 +19,9 @@ Options: --duration S (seconds per point, default 3), --concurrency 1,8,32, --di
 gateway), --anthropic (instead of the standard gateway points: streamed requests from an Anthropic client
 on /v1/messages, translated to the OpenAI upstream and back, against the same streamed requests passed
 through on /v1/chat/completions; reports each one's added time to first byte and added time to the end
-of the stream, and the ratio translated / pass-through, whose goal is <= 1.3), --profile (record the gateway with py-spy during the c=32 non-streaming run and print the
+of the stream, and the ratio translated / pass-through, whose goal is <= 1.3), --responses (the same
+comparison for a Responses API client: streamed POST /v1/responses translated to the chat-completions
+upstream and back, goal <= 1.3), --profile (record the gateway with py-spy during the c=32 non-streaming run and print the
 hottest functions; installs py-spy with pip when missing), --gateway-cmd "..." (how to run the CLI,
 default: this Python's `-m mlxgw`).
 """
@@ -50,6 +52,10 @@ STREAM_BODY = dict(BODY, stream=True)
 # --anthropic: the same request from an Anthropic client (POST /v1/messages), routed to the OpenAI upstream
 ANTHROPIC_STREAM_BODY = {"model": "bench-model", "max_tokens": 64, "stream": True,
                          "messages": [{"role": "user", "content": "Say hello."}]}
+# --responses: the same request from a Responses API client (POST /v1/responses, stored as clients default to)
+RESPONSES_STREAM_BODY = {"model": "bench-model", "input": "Say hello.", "stream": True}
+TRANSLATED = {"anthropic": (ANTHROPIC_STREAM_BODY, "/v1/messages"),
+              "responses": (RESPONSES_STREAM_BODY, "/v1/responses")}
 TRANSLATED_RATIO_GOAL = 1.3
 TARGETS = {
     "added_p50_ms_c1": 1.0,
@@ -200,18 +206,19 @@ def measure(label: str, wrk_bin: str, pin: list[str], port: int, concs: list[int
     return out
 
 
-def measure_anthropic(wrk_bin: str, pin: list[str], port: int, direct: dict, concs: list[int],
-                      duration: float) -> dict:
-    """--anthropic: per concurrency, streamed requests passed through (/v1/chat/completions) and
-    translated (Anthropic client on /v1/messages -> OpenAI upstream -> Anthropic events), each with its
-    time to first byte and to the end of the stream, minus the same figures measured directly."""
+def measure_translated(mode: str, wrk_bin: str, pin: list[str], port: int, direct: dict, concs: list[int],
+                       duration: float) -> dict:
+    """--anthropic / --responses: per concurrency, streamed requests passed through
+    (/v1/chat/completions) and translated (an Anthropic client on /v1/messages, or a Responses client on
+    /v1/responses -> OpenAI chat upstream -> the client's events), each with its time to first byte and to
+    the end of the stream, minus the same figures measured directly."""
     out: dict = {}
     for c in concs:
         row: dict = {}
         d = direct[str(c)]["ttfb"]
         for name, body, path in (("passthrough", STREAM_BODY, "/v1/chat/completions"),
-                                 ("translated", ANTHROPIC_STREAM_BODY, "/v1/messages")):
-            log(f"anthropic mode: concurrency {c}: {name} ({path})")
+                                 ("translated", *TRANSLATED[mode])):
+            log(f"{mode} mode: concurrency {c}: {name} ({path})")
             t = ttfb(pin, port, c, duration, body, path)
             rps = wrk(wrk_bin, pin, port, body, c, duration, path)
             if t["errors"] or rps["error_count"]:
@@ -226,7 +233,7 @@ def measure_anthropic(wrk_bin: str, pin: list[str], port: int, direct: dict, con
     return out
 
 
-def anthropic_table(res: dict) -> str:
+def translated_table(res: dict) -> str:
     lines = ["| concurrency | added TTFB p50 pass-through / translated (ms) | ratio | added full-stream p50 "
              "pass-through / translated (ms) | ratio | stream req/s pass-through / translated |",
              "|---:|---:|---:|---:|---:|---:|"]
@@ -390,8 +397,8 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
-class _AnthropicDone(Exception):
-    """--anthropic measured what it wanted: skip the standard gateway points."""
+class _TranslatedDone(Exception):
+    """--anthropic / --responses measured what it wanted: skip the standard gateway points."""
 
 
 def ok(flag: bool) -> str:
@@ -410,10 +417,14 @@ def main() -> int:
     ap.add_argument("--anthropic", action="store_true",
                     help="measure an Anthropic client (/v1/messages, streamed, translated to the OpenAI upstream) "
                          "against streamed pass-through, instead of the standard gateway points")
+    ap.add_argument("--responses", action="store_true",
+                    help="measure a Responses API client (/v1/responses, streamed, translated to the OpenAI chat "
+                         "upstream) against streamed pass-through, instead of the standard gateway points")
     ap.add_argument("--gateway-cmd", default=f"{shlex.quote(sys.executable)} -m mlxgw",
                     help="command that runs the mlxgw CLI (default: this Python's -m mlxgw)")
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    mode = "anthropic" if args.anthropic else "responses" if args.responses else None
     duration = float(max(1, min(round(args.duration), 30)))  # wrk takes whole seconds
 
     wrk_bin = ensure_wrk()
@@ -436,7 +447,7 @@ def main() -> int:
         if not line.startswith("PORT "):
             raise RuntimeError(f"upstream did not start: {line!r}")
         up_port = int(line.split()[1])
-        if args.anthropic:  # the direct baseline only needs the streamed time to first byte / end
+        if mode:  # the direct baseline only needs the streamed time to first byte / end
             results["direct"] = {str(c): {"ttfb": ttfb(load_pin, up_port, c, duration)} for c in concs}
         else:
             results["direct"] = measure("direct", wrk_bin, load_pin, up_port, concs, duration)
@@ -463,14 +474,15 @@ def main() -> int:
                 raise RuntimeError(f"gateway answered {status} to a bench request: {body[:500]!r}")
             log(f"gateway up in {min(startups):.3f}s, idle RSS {idle_rss / 1024:.1f} MiB; warming up")
             wrk(wrk_bin, load_pin, gateway.port, BODY, 8, 1)
-            if args.anthropic:
-                status, body = http_post(gateway.port, "/v1/messages", dict(ANTHROPIC_STREAM_BODY, stream=False))
+            if mode:
+                body_t, path_t = TRANSLATED[mode]
+                status, body = http_post(gateway.port, path_t, dict(body_t, stream=False))
                 if status != 200:
-                    raise RuntimeError(f"gateway answered {status} to an Anthropic bench request: {body[:500]!r}")
-                wrk(wrk_bin, load_pin, gateway.port, ANTHROPIC_STREAM_BODY, 8, 1, "/v1/messages")
-                results["anthropic"] = measure_anthropic(wrk_bin, load_pin, gateway.port, results["direct"], concs,
-                                                         duration)
-                raise _AnthropicDone
+                    raise RuntimeError(f"gateway answered {status} to a {mode} bench request: {body[:500]!r}")
+                wrk(wrk_bin, load_pin, gateway.port, body_t, 8, 1, path_t)
+                results[mode] = measure_translated(mode, wrk_bin, load_pin, gateway.port, results["direct"], concs,
+                                                   duration)
+                raise _TranslatedDone
 
             profile_out: dict = {}
 
@@ -506,7 +518,7 @@ def main() -> int:
             }
             results["gateway"] = {"startup_s": startups, "idle_rss_kib": idle_rss, "rss_after_load_kib": after_rss,
                                   "load": load, "summary": summary, "profile": profile_out or None}
-    except _AnthropicDone:
+    except _TranslatedDone:
         pass
     finally:
         if gateway is not None:
@@ -516,8 +528,8 @@ def main() -> int:
 
     out_file = RESULTS / f"bench-{stamp}.json"
     out_file.write_text(json.dumps(results, indent=2))
-    if "anthropic" in results:
-        print(anthropic_table(results["anthropic"]))
+    if mode:
+        print(translated_table(results[mode]))
         print(f"\nresults: {out_file.relative_to(ROOT)}")
         return 0
     print(table(results))

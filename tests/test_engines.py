@@ -1,5 +1,5 @@
 """The real engines (mlx-openai-server and vllm-mlx, installed by tests/engines/install.py) serving the
-tiny generated model through the gateway: cold starts, streams, /v1/messages, single-flight starts, crash
+tiny generated model through the gateway: cold starts, streams, /v1/messages, /v1/responses, single-flight starts, crash
 recovery, memory eviction and refusal, idle TTL, start failures, and `serve` stopping its engines.
 
 One gateway per engine serves every test of that engine, in file order, so each engine starts only a
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 from cryptography.fernet import Fernet
 from typer.testing import CliRunner
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from mlxgw.backends import local_profiles
 from mlxgw.server import ServerConfig
 from mlxgw.supervisor import memory
+from tests import conformance
 from tests.engine_harness import ENGINES, engine_executable, local_config, tiny_model_dir
 from tests.gateway_harness import RunningGateway
 from tests.supervisor_helpers import alive, group_members, wait_until
@@ -137,6 +139,36 @@ def test_anthropic_messages(stack):
     r = httpx.post(stack.gw.base_url + "/messages/count_tokens", json={"model": "tiny", "messages": body["messages"]},
                    timeout=60, headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 200 and isinstance(r.json()["input_tokens"], int) and r.json()["input_tokens"] > 0
+
+
+def test_responses_api_plain_streamed_and_chained(stack):
+    """A Responses client on the engine's chat completions: plain, streamed, and a previous_response_id
+    chain with retrieve, input_items and delete; every body and event schema-valid. The random model never
+    ends by itself, so max_output_tokens does: status incomplete, reason max_output_tokens."""
+    client = openai.OpenAI(base_url=stack.gw.base_url, api_key="unused", max_retries=0, timeout=120)
+    raw = client.responses.with_raw_response.create(model="tiny", input="Say hello.", max_output_tokens=16)
+    conformance.validate_response(json.loads(raw.http_response.text))
+    first = raw.parse()
+    assert first.model == "tiny" and first.status == "incomplete"
+    assert first.incomplete_details.reason == "max_output_tokens" and first.output_text
+    assert first.usage.output_tokens >= 1
+    with httpx.stream("POST", stack.gw.base_url + "/responses", timeout=120,
+                      json={"model": "tiny", "input": "Say hello.", "max_output_tokens": 16, "stream": True}) as s:
+        events = conformance.validate_response_sse(s.read().decode())
+    assert s.status_code == 200 and events[-1]["type"] == "response.incomplete"
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    raw = client.responses.with_raw_response.create(model="tiny", input="Again.", max_output_tokens=16,
+                                                    previous_response_id=first.id)
+    conformance.validate_response(json.loads(raw.http_response.text))
+    second = raw.parse()
+    assert second.previous_response_id == first.id and second.output_text
+    got = client.responses.with_raw_response.retrieve(second.id)
+    conformance.validate_response(json.loads(got.http_response.text))
+    assert got.parse().output_text == second.output_text
+    assert [i.content[0].text for i in client.responses.input_items.list(second.id).data] == ["Again."]
+    client.responses.delete(first.id)
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="tiny", input="x", previous_response_id=first.id)
 
 
 def test_ten_concurrent_cold_requests_start_exactly_one_process(stack):
