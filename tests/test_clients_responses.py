@@ -2,14 +2,17 @@
 - `codex exec` (Codex CLI, pinned, tests/clients/install.py) with a custom model provider
   (wire_api="responses") completes a turn with a shell tool call (`exec_command`), on a chat-completions
   backend and on an Anthropic backend: the backend is scripted to call the tool, then to answer in text,
-  and the test checks that its second request carried the command's output;
+  and the test checks that its second request carried the command's output; and again configured by
+  examples/codex-config.toml alone;
 - the OpenAI Agents SDK's default model (the Responses API) answers `Runner.run`, a function tool included;
 - LangChain's `ChatOpenAI(use_responses_api=True)` answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
+from pathlib import Path
 
 import openai
 import pytest
@@ -24,7 +27,8 @@ SHELL = {"cmd": f"echo {MARKER}"}
 
 
 def config(openai_url: str, anthropic_url: str, model: str) -> str:
-    """`local-model` (what run_codex asks for) and `gpt-4o` routed to the backend named by `model`."""
+    """`local-model` (what run_codex asks for), `qwen-small` (examples/codex-config.toml's) and `gpt-4o`
+    routed to the backend named by `model`."""
     target = "up/up-model" if model == "chat" else "claude/claude-sonnet"
     return textwrap.dedent(f"""\
         version: 1
@@ -42,14 +46,28 @@ def config(openai_url: str, anthropic_url: str, model: str) -> str:
             target: {target}
           - match: {{exact: gpt-4o}}
             target: {target}
+          - match: {{exact: qwen-small}}
+            target: {target}
     """)
+
+
+@contextlib.contextmanager
+def gateway_on(backend: str, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F811
+    apply_config(cli, tmp_path, config(upstream.base_url, anthropic_upstream.base_url, backend))
+    with running_gateway(ServerConfig(reload_interval=0.2)) as gw:
+        gw.backend = backend
+        yield gw
 
 
 @pytest.fixture(params=["chat", "anthropic"])
 def gateway(request, home, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F811
-    apply_config(cli, tmp_path, config(upstream.base_url, anthropic_upstream.base_url, request.param))
-    with running_gateway(ServerConfig(reload_interval=0.2)) as gw:
-        gw.backend = request.param
+    with gateway_on(request.param, cli, tmp_path, upstream, anthropic_upstream) as gw:
+        yield gw
+
+
+@pytest.fixture
+def chat_gateway(home, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F811
+    with gateway_on("chat", cli, tmp_path, upstream, anthropic_upstream) as gw:
         yield gw
 
 
@@ -84,6 +102,17 @@ def test_codex_exec_completes_a_tool_call_turn_through_the_gateway(gateway, upst
     assert MARKER in tool_result_sent(gateway, requests[1])
     rows = wait_for_rows(gateway, 2)
     assert [(r["client_api"], r["status"], r["stream"]) for r in rows[-2:]] == [("responses", 200, True)] * 2
+
+
+def test_codex_with_the_example_config_toml(chat_gateway, upstream, anthropic_upstream, tmp_path):  # noqa: F811
+    """examples/codex-config.toml (the README's), only its base_url pointed at this gateway."""
+    example = (Path(__file__).parent.parent / "examples" / "codex-config.toml").read_text()
+    assert 'base_url = "http://127.0.0.1:8080/v1"' in example
+    sent = tool_turn(chat_gateway, upstream, anthropic_upstream, "exec_command", SHELL, f"the tool said {MARKER}")
+    done = run_codex(chat_gateway.base_url, tmp_path,
+                     config_toml=example.replace("http://127.0.0.1:8080/v1", chat_gateway.base_url))
+    check_tool_turn(done)
+    assert [r.body["model"] for r in sent()] == ["up-model", "up-model"]
 
 
 async def test_agents_sdk_default_model_runs_a_tool_through_the_gateway(gateway, upstream, anthropic_upstream):  # noqa: F811

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -107,21 +108,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def codex_env(tmp_path) -> dict:
     home = tmp_path / "codex-home"
     home.mkdir()
-    return {**os.environ, "CODEX_HOME": str(home), "GW_KEY": "sk-test-not-a-secret", "NO_COLOR": "1"}
+    return {**os.environ, "CODEX_HOME": str(home), "GW_KEY": "sk-test-not-a-secret",
+            "MLXGW_KEY": "sk-test-not-a-secret", "NO_COLOR": "1"}
 
 
-def run_codex(base_url: str, tmp_path, prompt: str = f"run echo {MARKER}") -> subprocess.CompletedProcess:
-    """`codex exec --json` with a custom model provider (wire_api="responses") at `base_url`, in a fresh
-    CODEX_HOME and work directory; web_search disabled (a chat or Anthropic backend cannot run it)."""
+def run_codex(base_url: str, tmp_path, prompt: str = f"run echo {MARKER}",
+              config_toml: str | None = None) -> subprocess.CompletedProcess:
+    """`codex exec --json` in a fresh CODEX_HOME and work directory, with a custom model provider
+    (wire_api="responses") at `base_url` given on the command line and web_search disabled (a chat or
+    Anthropic backend cannot run it); or, with `config_toml`, configured by that config.toml alone."""
     codex = install.codex_path()
     assert install.is_installed(), "run `python3 tests/clients/install.py` (.ci/run does)"
     work = tmp_path / "work"
     work.mkdir()
-    provider = f'model_providers.gw={{name="gw", base_url="{base_url}", env_key="GW_KEY", wire_api="responses"}}'
+    env = codex_env(tmp_path)
+    if config_toml is None:
+        provider = f'model_providers.gw={{name="gw", base_url="{base_url}", env_key="GW_KEY", wire_api="responses"}}'
+        options = ["-m", "local-model", "-c", "model_provider=gw", "-c", provider, "-c", 'web_search="disabled"']
+    else:
+        (Path(env["CODEX_HOME"]) / "config.toml").write_text(config_toml)
+        options = []
     return subprocess.run(
         [str(codex), "exec", "--json", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
-         "-m", "local-model", "-c", "model_provider=gw", "-c", provider, "-c", 'web_search="disabled"', prompt],
-        cwd=work, env=codex_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+         *options, prompt],
+        cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
 
 
 def completed_items(stdout: str) -> list[dict]:

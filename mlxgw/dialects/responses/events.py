@@ -82,8 +82,9 @@ class ResponsesEventWriter:
         if self.started:
             return b""
         self.started = True
-        self._emit({"type": "response.created", "response": self.snapshot()})
-        self._emit({"type": "response.in_progress", "response": self.snapshot()})
+        snapshot = self.snapshot()  # the same Response twice: each event is encoded as it is emitted
+        self._emit({"type": "response.created", "response": snapshot})
+        self._emit({"type": "response.in_progress", "response": snapshot})
         return self._take()
 
     def _add(self, item: dict) -> int:
