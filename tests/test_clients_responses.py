@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import textwrap
 from pathlib import Path
 
 import openai
@@ -21,34 +20,18 @@ from mlxgw.server import ServerConfig
 from tests.anthropic_upstream import AReply, ToolUse, anthropic_upstream, anthropic_upstream_server  # noqa: F401
 from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
 from tests.test_codex_client import MARKER, check_tool_turn, run_codex
+from tests.test_server_responses import config as two_backends
 from tests.upstream import Reply, ToolCall, upstream, upstream_server  # noqa: F401
 
 SHELL = {"cmd": f"echo {MARKER}"}
 
 
 def config(openai_url: str, anthropic_url: str, model: str) -> str:
-    """`local-model` (what run_codex asks for), `qwen-small` (examples/codex-config.toml's) and `gpt-4o`
-    routed to the backend named by `model`."""
+    """tests/test_server_responses.py's two backends, with `local-model` (what run_codex asks for),
+    `qwen-small` (examples/codex-config.toml's) and `gpt-4o` routed to the one named by `model`."""
     target = "up/up-model" if model == "chat" else "claude/claude-sonnet"
-    return textwrap.dedent(f"""\
-        version: 1
-        providers:
-          - name: up
-            kind: openai-compatible
-            base_url: '{openai_url}'
-            api_key: ${{env:OPENAI_API_KEY}}
-          - name: claude
-            kind: anthropic
-            base_url: '{anthropic_url}'
-            api_key: ${{env:ANTHROPIC_API_KEY}}
-        routes:
-          - match: {{exact: local-model}}
-            target: {target}
-          - match: {{exact: gpt-4o}}
-            target: {target}
-          - match: {{exact: qwen-small}}
-            target: {target}
-    """)
+    return two_backends(openai_url, anthropic_url) + "".join(
+        f"  - match: {{exact: {name}}}\n    target: {target}\n" for name in ("local-model", "qwen-small", "gpt-4o"))
 
 
 @contextlib.contextmanager
