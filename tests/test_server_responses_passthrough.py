@@ -123,3 +123,32 @@ def test_a_conversation_fails_over_mid_chain_from_openai_to_a_chat_backend(gatew
                                            ("user", "what is my name?")]
     row = wait_for_rows(gateway, 2)[-1]
     assert (row["client_api"], row["backend_api"], row["provider"]) == ("responses", "openai", "chat")
+
+
+def stream_events(gateway, **body) -> list[dict]:
+    with httpx.stream("POST", gateway.base_url + "/responses", timeout=10, headers={"authorization": f"Bearer {KEY}"},
+                      json={"stream": True, **body}) as r:
+        assert r.status_code == 200
+        return conformance.validate_response_sse(r.read().decode())
+
+
+def test_a_streamed_turn_fails_over_from_openai_to_a_chat_backend(gateway, oai, upstream):  # noqa: F811
+    first = stream_events(gateway, model="resilient", input="my name is Ada")[-1]["response"]
+    upstream.set_default(Reply.error(503), model="gpt-4o-2024-08-06")
+    events = stream_events(gateway, model="resilient", input="what is my name?", previous_response_id=first["id"])
+    final = events[-1]["response"]
+    assert events[-1]["type"] == "response.completed" and final["previous_response_id"] == first["id"]
+    assert final["output"][0]["content"][0]["text"] == "Echo: what is my name?"
+    assert len(upstream.chat_requests()[-1].body["messages"]) == 3  # the OpenAI turn, then this one
+    assert oai.responses.retrieve(final["id"]).output_text == "Echo: what is my name?"
+
+
+def test_openai_failing_mid_stream_ends_with_response_failed_and_nothing_is_stored(gateway, oai, upstream):  # noqa: F811
+    """(Before the first event reached the client, the same failure would be failed over: a 502 here.)"""
+    upstream.script(Reply(error_after=4, delay_between=0.05))  # past the stream line: created reached the client
+    events = stream_events(gateway, model="gpt-4o", input="hello there")
+    assert events[-1]["type"] == "response.failed"
+    with pytest.raises(openai.NotFoundError):
+        oai.responses.retrieve(events[-1]["response"]["id"])
+    row = wait_for_rows(gateway, 1)[-1]
+    assert row["client_api"] == "responses" and row["error"]
