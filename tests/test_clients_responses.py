@@ -20,14 +20,14 @@ from mlxgw.server import ServerConfig
 from tests.anthropic_upstream import AReply, ToolUse, anthropic_upstream, anthropic_upstream_server  # noqa: F401
 from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
 from tests.test_codex_client import MARKER, check_tool_turn, run_codex
-from tests.test_server_responses import config as two_backends
+from tests.test_server_anthropic import config as two_backends
 from tests.upstream import Reply, ToolCall, upstream, upstream_server  # noqa: F401
 
 SHELL = {"cmd": f"echo {MARKER}"}
 
 
 def config(openai_url: str, anthropic_url: str, model: str) -> str:
-    """tests/test_server_responses.py's two backends, with `local-model` (what run_codex asks for),
+    """tests/test_server_anthropic.py's two upstreams, with `local-model` (what run_codex asks for),
     `qwen-small` (examples/codex-config.toml's) and `gpt-4o` routed to the one named by `model`."""
     target = "up/up-model" if model == "chat" else "claude/claude-sonnet"
     return two_backends(openai_url, anthropic_url) + "".join(
