@@ -175,7 +175,7 @@ class ResponsesEventWriter:
         event = {"type": "response.output_text.delta" if kind == "output_text" else "response.refusal.delta",
                  "item_id": item["id"], "output_index": self._message, "content_index": self._part, "delta": text}
         if kind == "output_text":
-            event["logprobs"] = ob.delta_logprobs(logprobs or [])
+            event["logprobs"] = ob.delta_logprobs(logprobs) if logprobs else []
         self._emit(event)
         return head + self._take()
 
@@ -192,7 +192,8 @@ class ResponsesEventWriter:
         part = item["content"][k]
         if part["type"] == "output_text":
             self._emit({"type": "response.output_text.done", "item_id": item["id"], "output_index": index,
-                        "content_index": k, "text": part["text"], "logprobs": ob.delta_logprobs(part["logprobs"])})
+                        "content_index": k, "text": part["text"],
+                        "logprobs": ob.delta_logprobs(part["logprobs"]) if part["logprobs"] else []})
         else:
             self._emit({"type": "response.refusal.done", "item_id": item["id"], "output_index": index,
                         "content_index": k, "refusal": part["refusal"]})

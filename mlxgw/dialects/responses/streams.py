@@ -114,11 +114,12 @@ class ChatToResponsesStream(_Base):
         if ch is None:
             return out[0]
         delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
-        r = reasoning_text(delta)
+        r = reasoning_text(delta) if "reasoning_content" in delta or "reasoning" in delta else None
         if r:
             out.append(w.reasoning(r))
         if isinstance(delta.get("content"), str) and delta["content"]:
-            out.append(w.text(delta["content"], ob.logprobs_from_chat(ch.get("logprobs"))))
+            lp = ch.get("logprobs")  # per delta: only decoded when the backend sent some
+            out.append(w.text(delta["content"], ob.logprobs_from_chat(lp) if lp else None))
         if isinstance(delta.get("refusal"), str) and delta["refusal"]:
             out.append(w.refusal(delta["refusal"]))
         for pos, tc in enumerate(delta.get("tool_calls") or []):
