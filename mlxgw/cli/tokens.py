@@ -4,6 +4,7 @@ imported inside each command, so other commands do not pay for it."""
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import typer
 
@@ -16,13 +17,16 @@ app.add_typer(tokens_app, name="tokens")
 
 
 @tokens_app.command()
-def create(name: str, json: JsonOption = False, db: DbOption = None) -> None:
+def create(name: str, admin: Annotated[bool, typer.Option(
+               "--admin", help="Also allow the admin API (/admin/*: start, stop and read local models).")] = False,
+           json: JsonOption = False, db: DbOption = None) -> None:
     """Create a gateway key and print its token. The token is shown this once; only a hash is kept."""
     from mlxgw.server import keys
 
-    token = keys.create(open_store(db), name)
+    scope = "admin" if admin else "client"
+    token = keys.create(open_store(db), name, scope)
     if json:
-        _output.emit_json({"name": name, "token": token})
+        _output.emit_json({"name": name, "scope": scope, "token": token})
     else:
         _output.say(token)
         _output.warn(f"gateway key '{name}' created: store the token now, it cannot be shown again")
@@ -30,7 +34,7 @@ def create(name: str, json: JsonOption = False, db: DbOption = None) -> None:
 
 @tokens_app.command("list")
 def list_(json: JsonOption = False, db: DbOption = None) -> None:
-    """List gateway keys (name, prefix, creation time; never the token)."""
+    """List gateway keys (name, prefix, scope, creation time; never the token)."""
     from mlxgw.server import keys
 
     rows = keys.list_keys(open_store(db))
@@ -42,7 +46,7 @@ def list_(json: JsonOption = False, db: DbOption = None) -> None:
         _output.say("no gateway keys")
     for r in rows:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"]))
-        _output.say(f"{r['name']}\t{r['prefix']}…\t{when}")
+        _output.say(f"{r['name']}\t{r['prefix']}…\t{r['scope']}\t{when}")
 
 
 @tokens_app.command()

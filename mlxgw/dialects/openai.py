@@ -14,7 +14,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
+from mlxgw.dialects.jsonfast import BodyError, DecodeError, dumps, loads, parse_body
+from mlxgw.text import MAX_MODEL_NAME
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
 DELTA_ROLES = frozenset({"developer", "system", "user", "assistant", "tool"})
@@ -63,10 +64,10 @@ def parse_request(raw: bytes) -> dict:
     Only what the gateway itself needs is checked (model, messages, stream, stream_options): everything
     else passes through to the backend, which knows its own rules and answers in its own words."""
     try:
-        body = loads(raw)
-    except DecodeError:
+        body = parse_body(raw)
+    except BodyError as exc:
         raise RequestError(
-            "We could not parse the JSON body of your request. The body must be valid JSON.",
+            f"We could not parse the JSON body of your request: {exc.reason}. The body must be valid JSON.",
             code="invalid_json",
         ) from None
     if not isinstance(body, dict):
@@ -76,6 +77,8 @@ def parse_request(raw: bytes) -> dict:
         raise RequestError("you must provide a model parameter", "model", "missing_required_parameter")
     if not isinstance(model, str) or not model.strip():
         raise RequestError("'model' must be a non-empty string", "model", "invalid_type")
+    if len(model) > MAX_MODEL_NAME:
+        raise RequestError(f"'model' is longer than {MAX_MODEL_NAME} characters", "model", "invalid_value")
     messages = body.get("messages")
     if messages is None:
         raise RequestError("'messages' is a required property", "messages", "missing_required_parameter")

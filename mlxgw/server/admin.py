@@ -40,13 +40,14 @@ class _Admin:
         self.gw = gateway
 
     def _guard(self, req):
-        """The supervisor, once the caller may use the admin API: from loopback, or with a gateway key
-        (checked by the middleware already when the server requires keys)."""
+        """The supervisor, once the caller may use the admin API: from loopback, or with an admin gateway
+        key (checked by the middleware already when the server requires keys)."""
         if not is_loopback(req.remote_addr or ""):
             if not self.gw.keys_required:
                 token = presented_token(req.get_header("authorization"), req.get_header("x-api-key"))
-                if token is None or hashlib.sha256(token.encode()).hexdigest() not in self.gw.key_hashes:
-                    raise ApiError.of(403, "The admin API answers loopback clients, or clients with a gateway key.",
+                if token is None or self.gw.key_hashes.get(hashlib.sha256(token.encode()).hexdigest()) != "admin":
+                    raise ApiError.of(403, "The admin API answers loopback clients, or clients with an admin "
+                                      "gateway key (mlxgw tokens create NAME --admin).",
                                       code="forbidden", type="permission_error")
         sup = self.gw.supervisor
         if sup is None:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import falcon.asgi
 
+from mlxgw.dialects import anthropic as an
+from mlxgw.dialects import openai as oa
+from mlxgw.dialects.jsonfast import dumps
 from mlxgw.server import errors
 from mlxgw.server.admin import add_routes as add_admin_routes
 from mlxgw.server.chat import ChatCompletions
@@ -16,8 +19,8 @@ from mlxgw.server.gateway import Gateway
 from mlxgw.server.inference import Inference
 from mlxgw.server.lifespan import Lifespan
 from mlxgw.server.messages import CountTokens, Messages
-from mlxgw.server.middleware import RequestContext
-from mlxgw.server.resources import Health, Models, Root
+from mlxgw.server.middleware import RequestContext, new_request_id
+from mlxgw.server.resources import Health, Models, Root, UnknownPath
 from mlxgw.server.responses import InputItems, Responses, StoredResponse
 from mlxgw.server.ui import add_routes as add_ui_routes
 from mlxgw.store.db import Store
@@ -32,7 +35,41 @@ class GatewayApp(falcon.asgi.App):
         # Streams need the raw ASGI `receive` to notice a client that went away (uvicorn silently drops
         # writes to a closed connection); the scope is the public way to hand it to the resource.
         scope["mlxgw.receive"] = receive
+        if scope["type"] == "http":
+            refusal = too_large(scope, self.gateway.config.max_body_bytes)
+            if refusal is not None:
+                return await refusal(send)
         return await super().__call__(scope, receive, send)
+
+
+def too_large(scope, limit: int):
+    """A declared body over `limit`, answered 413 (in the path's dialect) before one byte of it is read,
+    with `connection: close` so the client cannot keep streaming it; None when the length is fine."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return None  # the HTTP parser already refuses a malformed length
+            if length <= limit:
+                return None
+            message = f"Request body too large: the limit is {limit} bytes."
+            if errors.anthropic_path(scope["path"]):
+                body = an.error_body(message, 413, an.error_type(413))
+            else:
+                body = oa.error_body(message, 413, code="request_too_large")
+            data = dumps(body)
+            rid = new_request_id().encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+                       (b"connection", b"close"), (b"x-request-id", rid)]
+            if errors.anthropic_path(scope["path"]):
+                headers.append((b"request-id", rid))
+
+            async def answer(send):
+                await send({"type": "http.response.start", "status": 413, "headers": headers})
+                await send({"type": "http.response.body", "body": data})
+            return answer
+    return None
 
 
 def create_app(config: ServerConfig | None = None, *, store: Store | None = None,
@@ -54,6 +91,7 @@ def create_app(config: ServerConfig | None = None, *, store: Store | None = None
     app.add_route("/v1/models", Models(gateway))
     app.add_route("/health", Health(gateway))
     app.add_route("/", Root())
+    app.add_sink(UnknownPath(gateway), "/")  # routes take precedence: this answers only unknown paths
     add_admin_routes(app, gateway)
     add_ui_routes(app, gateway, lifespan)
     app.gateway = gateway

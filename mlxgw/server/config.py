@@ -26,6 +26,8 @@ class ServerConfig:
     require_keys: bool | None = None  # None: required exactly when `host` is not loopback
     reload_interval: float = 1.0
     audit_interval: float = 0.2
+    allowed_hosts: tuple[str, ...] = ()  # Host names served beyond loopback names and addresses
+    allow_origins: tuple[str, ...] = ()  # web page origins allowed to call the gateway ("*": any)
 
     @property
     def keys_required(self) -> bool:

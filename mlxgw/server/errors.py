@@ -16,6 +16,7 @@ from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import dumps
 from mlxgw.routing.policy import ModelLoading
+from mlxgw.text import clip
 
 log = logging.getLogger("mlxgw.server")
 
@@ -96,9 +97,9 @@ async def handle_http_error(req, resp, ex: falcon.HTTPError, params) -> None:
     status = ex.status_code
     message = ex.description or ex.title or "error"
     if status == 404:
-        message = f"Unknown request URL: {req.method} {req.path}."
+        message = f"Unknown request URL: {clip(req.method, 16)} {clip(req.path, 300)}."
     elif status == 405:
-        message = f"Method {req.method} is not allowed on {req.path}."
+        message = f"Method {clip(req.method, 16)} is not allowed on {clip(req.path, 300)}."
     serialize(req, resp, status, oa.error_body(message, status, code=None))
     for k, v in (ex.headers or {}).items():
         resp.set_header(k, v)

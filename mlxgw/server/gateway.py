@@ -10,18 +10,21 @@ from mlxgw.store.responses import ResponseStore
 from mlxgw.backends.http import HttpClient
 from mlxgw.routing import Breakers
 from mlxgw.server.config import ServerConfig
+from mlxgw.server.origins import Access
 from mlxgw.server.runtime import Runtime
 
 
 class Gateway:
     def __init__(self, config: ServerConfig):
         self.config = config
+        # Host/Origin allowlists: the command line's, plus the config's `server` section once loaded.
+        self.access = Access.of(config.allowed_hosts, config.allow_origins)
         self.http = HttpClient()
         self.runtime: Runtime | None = None  # set at startup, swapped by the reloader
         self.audit: AuditWriter | None = None
         self.responses: ResponseStore | None = None  # stored Responses API responses, set at startup
         self.supervisor = None  # the local engines' mlxgw.supervisor.Supervisor, set at startup
-        self.key_hashes: frozenset[str] = frozenset()
+        self.key_hashes: dict[str, str] = {}  # sha256 of each gateway key -> its scope ("client" | "admin")
         self.keys_required = config.keys_required
         self.ready = False
         # The providers' circuit breakers (cooldowns), in memory only, shared by every Runtime it builds,

@@ -1,7 +1,7 @@
 """Gateway keys: what clients off this machine present (`Authorization: Bearer` or `x-api-key`).
 
 Only a sha256 of each token is stored, with a short prefix so a person can tell keys apart. A token is
-shown once, when created. The server loads the set of hashes at start and on every reload tick, so the
+shown once, when created. A key's scope is "client" (the inference API, /ui) or "admin" (also /admin/*). The server loads the set of hashes at start and on every reload tick, so the
 request path checks a key with one hash and one set lookup, never a query.
 """
 
@@ -26,8 +26,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create(store: Store, name: str) -> str:
-    """Create key `name` and return its token (the only time it exists in clear)."""
+SCOPES = ("client", "admin")
+
+
+def create(store: Store, name: str, scope: str = "client") -> str:
+    """Create key `name` with `scope` and return its token (the only time it exists in clear)."""
+    if scope not in SCOPES:
+        raise MlxgwError(f"unknown key scope {scope!r}", "use client or admin")
     if not _NAME.match(name):
         raise MlxgwError(f"invalid key name {name!r}", "use lower-case letters, digits and '-', up to 63 characters")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -35,13 +40,13 @@ def create(store: Store, name: str) -> str:
         if s.scalar(select(GatewayKey.id).where(GatewayKey.name == name)) is not None:
             raise MlxgwError(f"a gateway key named '{name}' already exists",
                              f"revoke it first (mlxgw tokens revoke {name}) or pick another name")
-        s.add(GatewayKey(name=name, prefix=token[:12], hash=hash_token(token), created_at=time.time()))
+        s.add(GatewayKey(name=name, prefix=token[:12], hash=hash_token(token), created_at=time.time(), scope=scope))
     return token
 
 
 def list_keys(store: Store) -> list[dict]:
     with store.session() as s:
-        return [{"name": k.name, "prefix": k.prefix, "created_at": k.created_at}
+        return [{"name": k.name, "prefix": k.prefix, "scope": k.scope, "created_at": k.created_at}
                 for k in s.scalars(select(GatewayKey).order_by(GatewayKey.name))]
 
 
@@ -53,9 +58,10 @@ def revoke(store: Store, name: str) -> None:
         s.delete(row)
 
 
-def load_hashes(store: Store) -> frozenset[str]:
+def load_hashes(store: Store) -> dict[str, str]:
+    """sha256 of every key -> its scope."""
     with store.session() as s:
-        return frozenset(s.scalars(select(GatewayKey.hash)))
+        return {h: scope for h, scope in s.execute(select(GatewayKey.hash, GatewayKey.scope))}
 
 
 def presented_token(auth_header: str | None, api_key_header: str | None) -> str | None:

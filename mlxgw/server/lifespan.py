@@ -20,6 +20,7 @@ import signal
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.backends import local_profiles
 from mlxgw.server import keys, runtime
+from mlxgw.server.origins import Access
 from mlxgw.server.gateway import Gateway
 from mlxgw.store.db import Store, home
 from mlxgw.store.responses import RETENTION, ResponseStore
@@ -53,6 +54,7 @@ class Lifespan:
         # launch every engine kind the backends know.
         self.supervisor = gw.supervisor = Supervisor(gw.http, home() / "logs", local_profiles(gw.http))
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
+        gw.access = Access.of(gw.config.allowed_hosts, gw.config.allow_origins, config.get("server"))
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
         await gw.audit.start()
         gw.responses = ResponseStore(store, interval=gw.config.audit_interval)
@@ -99,6 +101,7 @@ class Lifespan:
         revision, config, provider_keys = await asyncio.to_thread(load_runtime, store)
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
         self._apply_settings()
+        gw.access = Access.of(gw.config.allowed_hosts, gw.config.allow_origins, config.get("server"))
         log.info("mlxgw reloaded config revision %d", revision)
         return True
 

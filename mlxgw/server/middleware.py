@@ -1,8 +1,10 @@
-"""Per-request middleware: the request id every response carries, and gateway-key checks.
+"""Per-request middleware: the request id every response carries, the Host/Origin checks and CORS
+(`mlxgw.server.origins`), and gateway-key checks.
 
 The request id is generated here (never taken from the client) so it is unique and equals the id of the
-request's audit row. Key checks apply only when the server listens beyond loopback; `/` and `/health`
-stay open so liveness probes need no key.
+request's audit row. Keys are required when the server listens beyond loopback or runs with
+`--require-keys` (a loopback bind behind a reverse proxy); `/` and `/health` stay open so liveness probes
+need no key. A key's scope decides whether it reaches `/admin/*`: only "admin" keys do.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ import os
 from mlxgw.server.errors import ApiError
 from mlxgw.server.gateway import Gateway
 from mlxgw.server.keys import presented_token
+from mlxgw.server.origins import ALLOW_METHODS, EXPOSE_HEADERS, host_refusal, origin_refusal
 
 OPEN_PATHS = frozenset({"/", "/health"})
 
 
 def new_request_id() -> str:
     return "req_" + os.urandom(12).hex()
+
+
+def forbidden(message: str, code: str) -> ApiError:
+    return ApiError.of(403, message, code=code, type="permission_error")
 
 
 class RequestContext:
@@ -29,10 +36,44 @@ class RequestContext:
         rid = new_request_id()
         req.context.request_id = rid
         resp.set_header("x-request-id", rid)
+        access = self.gw.access
+        host = req.get_header("host")
+        if not access.host_ok(host):
+            raise forbidden(host_refusal(host), "host_not_allowed")
+        origin = req.get_header("origin")
+        if not access.origin_ok(origin, host):
+            raise forbidden(origin_refusal(origin), "origin_not_allowed")
+        if origin is not None and req.method == "OPTIONS" and req.get_header("access-control-request-method"):
+            self._preflight(req, resp, origin)
+            return
         if self.gw.keys_required and req.path not in OPEN_PATHS:
             token = presented_token(req.get_header("authorization"), req.get_header("x-api-key"))
             if token is None:
                 raise ApiError.of(401, "Missing gateway key: send `Authorization: Bearer <key>` or `x-api-key`.",
                                   code="missing_api_key", type="authentication_error")
-            if hashlib.sha256(token.encode()).hexdigest() not in self.gw.key_hashes:
+            scope = self.gw.key_hashes.get(hashlib.sha256(token.encode()).hexdigest())
+            if scope is None:
                 raise ApiError.of(401, "Invalid gateway key.", code="invalid_api_key", type="authentication_error")
+            if req.path.startswith("/admin") and scope != "admin":
+                raise forbidden("This gateway key may not use the admin API: create an admin key with "
+                                "`mlxgw tokens create NAME --admin`.", "admin_key_required")
+
+    @staticmethod
+    def _preflight(req, resp, origin: str) -> None:
+        resp.status = 204
+        resp.set_header("access-control-allow-origin", origin)
+        resp.set_header("access-control-allow-methods", ALLOW_METHODS)
+        asked = req.get_header("access-control-request-headers")
+        if asked:
+            resp.set_header("access-control-allow-headers", asked[:1000])
+        resp.set_header("access-control-max-age", "600")
+        resp.set_header("vary", "Origin")
+        resp.complete = True
+
+    async def process_response(self, req, resp, resource, req_succeeded) -> None:
+        origin = req.get_header("origin")
+        if origin is not None and not self.gw.access.same_origin(origin.lower(), req.get_header("host")) \
+                and self.gw.access.origin_ok(origin, req.get_header("host")):
+            resp.set_header("access-control-allow-origin", origin)
+            resp.set_header("access-control-expose-headers", EXPOSE_HEADERS)
+            resp.set_header("vary", "Origin")

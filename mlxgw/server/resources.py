@@ -1,12 +1,18 @@
-"""The small resources: model list, health, root. Each gets the shared Gateway passed in."""
+"""The small resources: model list, health, root, and the sink for unknown paths. Each gets the shared
+Gateway passed in."""
 
 from __future__ import annotations
+
+import time
 
 import falcon
 
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import dumps
+from mlxgw.server.audited import new_row
+from mlxgw.server.errors import serialize
 from mlxgw.server.gateway import Gateway
+from mlxgw.text import clip
 
 
 class Models:
@@ -50,3 +56,21 @@ class Root:
 
     async def on_head(self, req, resp) -> None:
         resp.content_type = falcon.MEDIA_JSON
+
+
+class UnknownPath:
+    """Every path no route serves: a 404 in the path's dialect, and an audit row (client API `unknown`,
+    the path kept) so `mlxgw logs` shows an operator that a client is calling what does not exist."""
+
+    def __init__(self, gateway: Gateway):
+        self.gw = gateway
+
+    async def __call__(self, req, resp, **kwargs) -> None:
+        t0 = time.perf_counter()
+        path = clip(req.path, 300)
+        serialize(req, resp, 404, oa.error_body(f"Unknown request URL: {clip(req.method, 16)} {path}.", 404,
+                                                code="unknown_url"))
+        if self.gw.audit is not None:
+            row = new_row(req.context.request_id, "unknown")
+            row.update(path=path, status=404, error="unknown path", duration_ms=(time.perf_counter() - t0) * 1000)
+            self.gw.audit.record(row)

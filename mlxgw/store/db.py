@@ -16,7 +16,7 @@ from sqlalchemy.orm import sessionmaker
 from mlxgw.errors import SchemaVersionError, StoreError, StoreLockedError, StoreReadOnlyError
 from mlxgw.store import tables
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def home() -> Path:
@@ -65,7 +65,25 @@ def _m3(conn) -> None:
     tables.Base.metadata.tables["responses"].create(conn, checkfirst=True)
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m3}
+def _m4(conn) -> None:
+    """Issue 12: requests.path (unknown paths are audited too) and gateway_keys.scope (admin keys).
+    Existing keys keep reaching what they reached before but /admin/*: they become "client" keys."""
+    _add_columns(conn, "requests", {"path": ""})
+    _add_columns(conn, "gateway_keys", {"scope": " NOT NULL DEFAULT 'client'"})
+
+
+def _add_columns(conn, table: str, columns: dict[str, str]) -> None:
+    """ALTER TABLE `table` ADD each column of the current metadata it lacks (name -> SQL suffix)."""
+    from sqlalchemy import inspect
+
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, suffix in columns.items():
+        if name not in have:
+            kind = tables.Base.metadata.tables[table].c[name].type.compile(dialect=conn.dialect)
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{suffix}"))
+
+
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m3, 4: _m4}
 
 
 class Store:

@@ -100,6 +100,8 @@ class GatewayKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
+    # Added by migration 4: "client" keys reach the inference API, "admin" keys also /admin/*.
+    scope: Mapped[str] = mapped_column(String(16), default="client", server_default="client")
 
 
 class RequestLog(Base):
@@ -108,7 +110,7 @@ class RequestLog(Base):
     __tablename__ = "requests"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the x-request-id
     ts: Mapped[float] = mapped_column(Float, index=True)
-    client_api: Mapped[str] = mapped_column(String(16))  # openai | anthropic | responses
+    client_api: Mapped[str] = mapped_column(String(16))  # openai | anthropic | responses | unknown
     backend_api: Mapped[str | None] = mapped_column(String(16), nullable=True)
     requested_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     route: Mapped[str | None] = mapped_column(String(300), nullable=True)
@@ -127,6 +129,8 @@ class RequestLog(Base):
     # times the request moved on to a next target.
     attempts_detail: Mapped[list | None] = mapped_column(JSON, nullable=True)
     failovers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Added by migration 4: the request's path, so a request to no known endpoint is audited too.
+    path: Mapped[str | None] = mapped_column(String(300), nullable=True)
 
 
 class StoredResponse(Base):

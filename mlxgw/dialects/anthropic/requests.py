@@ -25,8 +25,9 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
-from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
+from mlxgw.dialects.jsonfast import BodyError, DecodeError, dumps, loads, parse_body
 from mlxgw.dialects.openai import COMPATIBLE, ChatTarget
+from mlxgw.text import MAX_MODEL_NAME
 
 DEFAULT_MAX_TOKENS = 4096
 OPENAI_ID_MAX = 40
@@ -57,14 +58,16 @@ def parse_request(raw: bytes, require_max_tokens: bool = True) -> dict:
     """The Messages body as a dict; RequestError when it is not JSON or misses what the gateway needs
     (model, max_tokens unless counting tokens, messages). The rest is the backend's business."""
     try:
-        body = loads(raw)
-    except DecodeError:
-        raise RequestError("There was an issue with your request body: it is not valid JSON.") from None
+        body = parse_body(raw)
+    except BodyError as exc:
+        raise RequestError(f"There was an issue with your request body: {exc.reason}.") from None
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise RequestError("model: Field required" if model is None else "model: must be a non-empty string", "model")
+    if len(model) > MAX_MODEL_NAME:
+        raise RequestError(f"model: must be at most {MAX_MODEL_NAME} characters", "model")
     mt = body.get("max_tokens")
     if mt is None and require_max_tokens:
         raise RequestError("max_tokens: Field required", "max_tokens")
