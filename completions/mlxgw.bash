@@ -39,9 +39,9 @@ _mlxgw() {
     "providers") opts="list set-key --help" ;;
     "providers list") opts="--db --help --json" ;;
     "providers set-key") opts="--db --help" ;;
-    "serve") opts="--db --help --host --log-level --max-body --port --reload-interval --shutdown-timeout" ;;
+    "serve") opts="--allow-origin --allowed-host --body-timeout --db --forwarded-allow-ips --header-timeout --help --host --keep-alive --limit-concurrency --log-level --max-body --port --reload-interval --require-keys --shutdown-timeout" ;;
     "tokens") opts="create list revoke --help" ;;
-    "tokens create") opts="--db --help --json" ;;
+    "tokens create") opts="--admin --db --help --json" ;;
     "tokens list") opts="--db --help --json" ;;
     "tokens revoke") opts="--db --help" ;;
     "ui") opts="build --help" ;;

@@ -95,18 +95,27 @@ complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_sub
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_subcommand_from list' -l json
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_subcommand_from set-key' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from providers; and __fish_seen_subcommand_from set-key' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l allow-origin
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l allowed-host
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l body-timeout
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l forwarded-allow-ips
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l header-timeout
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l host
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l keep-alive
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l limit-concurrency
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l log-level
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l max-body
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l port
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l reload-interval
+complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l require-keys
 complete -c mlxgw -n '__fish_seen_subcommand_from serve' -l shutdown-timeout
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a create -d 'Create a gateway key and print its token. The token is shown this once'
-complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a list -d 'List gateway keys (name, prefix, creation time; never the token).'
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a list -d 'List gateway keys (name, prefix, scope, creation time; never the token'
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and not __fish_seen_subcommand_from create list revoke' -a revoke -d 'Delete a gateway key: requests carrying it are refused within a second'
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from create' -l admin
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from create' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from create' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from tokens; and __fish_seen_subcommand_from create' -l json

@@ -34,9 +34,9 @@ _mlxgw_lists() {
     "providers") subs=('list:List providers with base URL and key fingerprint (never the key).' 'set-key:Store a providers API key, read from a hidden prompt or from stdin (ne'); opts=(--help) ;;
     "providers list") subs=(); opts=(--db --help --json) ;;
     "providers set-key") subs=(); opts=(--db --help) ;;
-    "serve") subs=(); opts=(--db --help --host --log-level --max-body --port --reload-interval --shutdown-timeout) ;;
-    "tokens") subs=('create:Create a gateway key and print its token. The token is shown this once' 'list:List gateway keys (name, prefix, creation time; never the token).' 'revoke:Delete a gateway key: requests carrying it are refused within a second'); opts=(--help) ;;
-    "tokens create") subs=(); opts=(--db --help --json) ;;
+    "serve") subs=(); opts=(--allow-origin --allowed-host --body-timeout --db --forwarded-allow-ips --header-timeout --help --host --keep-alive --limit-concurrency --log-level --max-body --port --reload-interval --require-keys --shutdown-timeout) ;;
+    "tokens") subs=('create:Create a gateway key and print its token. The token is shown this once' 'list:List gateway keys (name, prefix, scope, creation time; never the token' 'revoke:Delete a gateway key: requests carrying it are refused within a second'); opts=(--help) ;;
+    "tokens create") subs=(); opts=(--admin --db --help --json) ;;
     "tokens list") subs=(); opts=(--db --help --json) ;;
     "tokens revoke") subs=(); opts=(--db --help) ;;
     "ui") subs=('build:Write providers, routes (as a diagram, with a resolver box) and audit '); opts=(--help) ;;

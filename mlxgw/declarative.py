@@ -26,18 +26,29 @@ from mlxgw.store.state import read_config, read_secrets, write_plan
 class Boxes:
     """Loads the master key once, on first need, and remembers whether that created the key file."""
 
-    def __init__(self, environ=os.environ):
+    def __init__(self, environ=os.environ, store: Store | None = None):
         self.environ = environ
+        self.store = store
         self.box: SecretBox | None = None
 
     def __call__(self) -> SecretBox:
         if self.box is None:
-            self.box = SecretBox.load(home(), self.environ)
+            # A new key file only for a store without secrets: with secrets, the key that encrypted
+            # them is lost, and a second key would leave the store readable by neither.
+            held = self.store is not None and _secret_count(self.store)
+            self.box = SecretBox.load(home(), self.environ, create=not held, holding=held or 0)
         return self.box
 
     @property
     def created(self):
         return self.box.created if self.box else None
+
+
+def _secret_count(store: Store) -> int:
+    from sqlalchemy import func
+
+    with store.session() as s:
+        return s.scalar(select(func.count()).select_from(tables.Secret)) or 0
 
 
 def validate(path: str, offline: bool = False, environ=os.environ) -> tuple[Document, list[Problem]]:

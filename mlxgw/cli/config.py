@@ -59,7 +59,8 @@ def _plan(file: str, prune: bool, db: str | None):
     from mlxgw import declarative
 
     doc = declarative.load_valid(file)  # a bad file is reported before any database is opened
-    store, boxes = open_store(db), declarative.Boxes()
+    store = open_store(db)
+    boxes = declarative.Boxes(store=store)
     return store, boxes, doc, declarative.plan(store, doc, prune, boxes)
 
 

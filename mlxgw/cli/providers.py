@@ -42,7 +42,8 @@ def set_key(name: str, db: DbOption = None) -> None:
         value = typer.prompt(f"API key for {name}", hide_input=True)
     else:
         value = sys.stdin.readline()
-    boxes = declarative.Boxes()
-    fp = declarative.set_key(open_store(db), name, value, boxes)
+    store = open_store(db)
+    boxes = declarative.Boxes(store=store)
+    fp = declarative.set_key(store, name, value, boxes)
     note_created_key(boxes)
     _output.say(f"stored the key of provider '{name}' ({fp})", style="green")

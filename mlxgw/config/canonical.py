@@ -16,6 +16,9 @@ PROVIDER_KEYS = (
 MODEL_KEYS = ("name", "path", "aliases", "idle_ttl", "start_timeout", "context_length", "args", "defaults")
 ROUTE_KEYS = ("name", "match", "target", "fallback", "timeouts", "max_wait", "on_cold")
 DEFAULTS_KEYS = ("timeouts", "retry", "cooldown")
+SERVER_KEYS = ("allowed_hosts", "allow_origins")
+# Document-level sections kept whole (one store Setting each), in file order.
+SETTINGS = ("defaults", "responses", "server")
 _DURATION_FIELDS = {"connect", "first_token", "idle", "total", "cooldown", "idle_ttl", "start_timeout",
                     "backoff", "max_backoff", "max_wait"}  # fmt: skip
 
@@ -62,6 +65,10 @@ def responses(r: dict | None) -> dict:
     return {"retention": durations.canonical(r["retention"], days=True)} if r.get("retention") else {}
 
 
+def server(d: dict | None) -> dict:
+    return _ordered(_clean(d or {}), SERVER_KEYS)
+
+
 def config(data: dict) -> dict:
     out: dict = {"version": 1}
     d = defaults(data.get("defaults"))
@@ -70,6 +77,9 @@ def config(data: dict) -> dict:
     r = responses(data.get("responses"))
     if r:
         out["responses"] = r
+    d = server(data.get("server"))
+    if d:
+        out["server"] = d
     out["providers"] = [provider(p) for p in data.get("providers") or []]
     out["routes"] = [route(r) for r in data.get("routes") or []]
     return out

@@ -37,6 +37,20 @@ def display_url(url: str) -> str:
     return u.render_as_string(hide_password=True)
 
 
+def private_file(path: Path) -> None:
+    """Create the SQLite file `path` (and its folder) readable by this user only: 0600 in a 0700 folder
+    when the folder is MLXGW_HOME. SQLite gives the -wal and -shm files the main file's mode."""
+    folder = path.parent
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if folder.resolve() == home().resolve():
+        os.chmod(folder, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            if f.stat().st_mode & 0o077:
+                os.chmod(f, 0o600)
+
+
 # Each migration takes a connection at version N-1 and leaves it at N. Never edit a released one.
 def _m1(conn) -> None:
     for name in ("meta", "settings", "providers", "provider_models", "routes", "secrets", "revisions",
@@ -97,7 +111,7 @@ class Store:
         kwargs: dict = {}
         if self.sqlite and u.database and u.database != ":memory:":
             try:
-                Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                private_file(Path(u.database).expanduser())
             except OSError as exc:
                 raise StoreError(
                     f"cannot create the folder for the database {self.where}: {exc.strerror}",

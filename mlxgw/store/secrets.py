@@ -44,7 +44,9 @@ class SecretBox:
         self._fernet = MultiFernet([Fernet(k) for k in keys])
 
     @classmethod
-    def load(cls, home: Path, environ=os.environ, create: bool = True) -> SecretBox:
+    def load(cls, home: Path, environ=os.environ, create: bool = True, holding: int = 0) -> SecretBox:
+        """The box from MLXGW_MASTER_KEY or the key file; without either, a new key file when `create`.
+        `holding`: how many secrets the store holds (named in the error when there is no key)."""
         if environ.get(ENV):
             return cls(_parse(environ[ENV], ENV), ENV)
         path = home / "master.key"
@@ -56,8 +58,10 @@ class SecretBox:
                                   "fix its permissions or set MLXGW_MASTER_KEY") from None
             return cls(_parse(text, f"the master key file {path}"), str(path))
         if not create:
-            raise SecretError("no master key: MLXGW_MASTER_KEY is unset and there is no key file",
-                              f"set MLXGW_MASTER_KEY or restore {path}")
+            held = f"the store holds {holding} encrypted secret(s) but " if holding else ""
+            raise SecretError(f"no master key: {held}MLXGW_MASTER_KEY is unset and there is no key file {path}",
+                              f"restore {path} (from a backup), or set MLXGW_MASTER_KEY to the key the secrets "
+                              "were stored with; a new key cannot read them")
         key = Fernet.generate_key()
         write_key_file(path, [key])
         return cls([key], str(path), created=path)

@@ -8,14 +8,12 @@ import time
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mlxgw.config.canonical import route_key
+from mlxgw.config.canonical import SETTINGS, route_key
 from mlxgw.config.plan import Plan, checksum
 from mlxgw.fingerprints import fingerprint
 from mlxgw.store import tables
 from mlxgw.store.db import Store, home
 from mlxgw.store.secrets import SecretBox
-
-SETTINGS = ("defaults", "responses")  # the config's top-level sections, one `settings` row each
 
 
 def read_config(s: Session) -> dict:

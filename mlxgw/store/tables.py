@@ -20,7 +20,7 @@ class Meta(Base):
 
 
 class Setting(Base):
-    """Document-level settings; today only key 'defaults'."""
+    """Document-level settings: keys 'defaults' and 'server'."""
 
     __tablename__ = "settings"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)

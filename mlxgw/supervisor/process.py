@@ -54,11 +54,15 @@ def note(log_path: Path, text: str) -> None:
 def spawn(cmd: list[str], env: dict, log_path: Path, cwd: Path) -> subprocess.Popen:
     """Start `cmd` in a new session (its own process group), output appended to `log_path` after a header
     line. OSError when it cannot be run."""
-    cwd.mkdir(parents=True, exist_ok=True)
+    cwd.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         if log_path.stat().st_size > LOG_ROTATE_BYTES:
             os.replace(log_path, log_path.with_name(log_path.name + ".1"))
-    with open(log_path, "ab") as logf:
+    # 0600, also for a log an older version made: an engine's log may hold prompts (the folder is made
+    # 0700 for the same reason).
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "ab") as logf:
         logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} mlxgw starts: {' '.join(cmd)}\n".encode())
         logf.flush()
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
