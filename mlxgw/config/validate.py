@@ -13,6 +13,7 @@ from mlxgw import kinds
 from mlxgw.config.loader import Document
 from mlxgw.config.schema import validator
 from mlxgw.errors import Problem
+from mlxgw.routing.match import problem as regex_problem
 
 ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SECRET_FIELDS = {"api_key", "headers", "env"}
@@ -134,10 +135,9 @@ def semantic_problems(doc: Document, offline: bool, environ) -> list[Problem]:
             else:
                 matches[(kind, pattern)] = i
             if kind == "regex" and isinstance(pattern, str):
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    out.append(doc.problem(("routes", i, "match", "regex"), f"regex does not compile: {exc}"))
+                why = regex_problem(pattern)
+                if why is not None:
+                    out.append(doc.problem(("routes", i, "match", "regex"), why))
         target = r.get("target")
         if isinstance(target, str):
             msg = _target_problem(target, by_name)

@@ -6,12 +6,13 @@ and no timeout arithmetic per request.
 
 Route precedence (GATE-03): an exact match, else the LONGEST matching prefix (ties: declared order), else
 the first regex in declared order that `re.search`es the name (a regex anchors itself with ^ and $).
+Regexes run on RE2 with Python's meaning (`routing.match`), and answers are cached per model name.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -19,10 +20,12 @@ from types import MappingProxyType
 from mlxgw import kinds
 from mlxgw.backends.base import Timeouts
 from mlxgw.config import durations
+from mlxgw.routing.match import Matcher
 from mlxgw.routing.policy import DEFAULT_COOLDOWN, RetryPolicy
 from mlxgw.supervisor.models import DEFAULT_IDLE_TTL, DEFAULT_START_TIMEOUT, LaunchSpec, LocalModel, ModelSettings
 
 DEFAULT_TIMEOUTS = Timeouts()
+ROUTE_CACHE = 4096  # model names whose route each Snapshot remembers (least recently used go first)
 
 
 def merge_timeouts(base: Timeouts, overrides: dict | None) -> Timeouts:
@@ -118,7 +121,7 @@ class Snapshot:
     """Immutable view of one config revision. Build with Snapshot(config, keys, revision)."""
 
     __slots__ = ("revision", "providers", "routes", "_exact", "_prefixes", "_regexes", "_models", "defaults",
-                 "response_retention")
+                 "response_retention", "_cached")
 
     def __init__(self, config: dict, keys: dict | None = None, revision: int = 0):
         keys = keys or {}
@@ -168,7 +171,7 @@ class Snapshot:
             elif mtype == "prefix":
                 prefixes.append(route)
             else:
-                regexes.append((re.compile(pattern), route))
+                regexes.append((Matcher(pattern), route))
         # Longest first; sorted() is stable, so equal lengths keep declared order.
         prefixes.sort(key=lambda rt: len(rt.pattern), reverse=True)
         self.routes = tuple(routes)
@@ -176,6 +179,7 @@ class Snapshot:
         self._prefixes = tuple((rt.pattern, rt) for rt in prefixes)
         self._regexes = tuple(regexes)
         self._models = self._list_models()
+        self._cached = functools.lru_cache(maxsize=ROUTE_CACHE)(self._route)
 
     @staticmethod
     def _parse_target(text: str, providers: dict) -> tuple[str, str | None]:
@@ -220,6 +224,9 @@ class Snapshot:
         return tuple(rt for _, rt in self._regexes)
 
     def route(self, model: str) -> Route | None:
+        return self._cached(model) if len(model) <= 256 else self._route(model)
+
+    def _route(self, model: str) -> Route | None:
         r = self._exact.get(model)
         if r is not None:
             return r

@@ -28,17 +28,12 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from dataclasses import dataclass
 
-try:  # Python 3.11+
-    from re import _constants as C  # noqa: N812
-    from re import _parser as P  # noqa: N812
-except ImportError:  # pragma: no cover - older layouts
-    import sre_constants as C  # type: ignore[no-redef]  # noqa: N812
-    import sre_parse as P  # type: ignore[no-redef]  # noqa: N812
+from mlxgw.routing.match import C, P, class_ranges
+from mlxgw.routing.match import Untranslatable as _Untranslatable
+from mlxgw.routing.match import category as _category
 
-MAX_CODE_POINT = sys.maxunicode  # 0x10FFFF
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
@@ -54,48 +49,9 @@ class Translation:
         return {"js": self.js, "flags": self.flags, "exact": self.exact, "note": self.note}
 
 
-class _Untranslatable(Exception):
-    pass
-
-
-# --- character classes as Python sees them -------------------------------------------------------------
-
-def _all_chars() -> str:
-    """Every code point, once per class computed (not cached: 4 MiB a server need not keep)."""
-    return "".join(map(chr, range(MAX_CODE_POINT + 1)))
-
-
-@functools.cache
-def _class_ranges(escape: str, ascii_only: bool) -> tuple[tuple[int, int], ...]:
-    """The code point ranges Python's `re` matches with `escape` (r'\\d', r'\\w' or r'\\s')."""
-    rx = re.compile(escape + "+", re.ASCII if ascii_only else 0)
-    return tuple((m.start(), m.end() - 1) for m in rx.finditer(_all_chars()))
-
-
-def _complement(ranges) -> list[tuple[int, int]]:
-    out, nxt = [], 0
-    for lo, hi in sorted(ranges):
-        if lo > nxt:
-            out.append((nxt, lo - 1))
-        nxt = max(nxt, hi + 1)
-    if nxt <= MAX_CODE_POINT:
-        out.append((nxt, MAX_CODE_POINT))
-    return out
-
-
-_CATEGORIES = {
-    C.CATEGORY_DIGIT: (r"\d", False), C.CATEGORY_NOT_DIGIT: (r"\d", True),
-    C.CATEGORY_WORD: (r"\w", False), C.CATEGORY_NOT_WORD: (r"\w", True),
-    C.CATEGORY_SPACE: (r"\s", False), C.CATEGORY_NOT_SPACE: (r"\s", True),
-}
-
-
-def _category(code, ascii_only: bool) -> list[tuple[int, int]]:
-    if code not in _CATEGORIES:
-        raise _Untranslatable(f"character category {code}")
-    escape, negated = _CATEGORIES[code]
-    ranges = list(_class_ranges(escape, ascii_only))
-    return _complement(ranges) if negated else ranges
+# The character classes as Python sees them come from mlxgw.routing.match (the server's RE2
+# translation uses the very same ranges).
+_class_ranges = class_ranges
 
 
 # --- emitting --------------------------------------------------------------------------------------------
