@@ -5,6 +5,7 @@ never a traceback."""
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from typer.core import TyperGroup
@@ -28,6 +29,10 @@ class _Group(TyperGroup):
         except KeyboardInterrupt:
             _output.error("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # `mlxgw logs tail --json | head`: the reader is done, so are we
+            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug: say so plainly, keep the traceback for MLXGW_DEBUG=1

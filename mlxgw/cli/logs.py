@@ -10,6 +10,7 @@ import typer
 
 from mlxgw.cli import _output, app
 from mlxgw.cli._common import DbOption, JsonOption, open_store
+from mlxgw.text import printable
 
 logs_app = typer.Typer(help="The audit log: one row per request the gateway answered.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
@@ -27,7 +28,10 @@ def _line(r: dict) -> str:
     line = (f"{when} {r['id']} {r['status']} {r['requested_model'] or '-'} -> {where} "
             f"route={r['route'] or '-'} {_ms(r['duration_ms'])} ttfb={_ms(r['ttfb_ms'])} tokens={tokens}"
             f"{' stream' if r['stream'] else ''}")
-    return line + (f" error={r['error']}" if r["error"] else "")
+    if r.get("path"):
+        line += f" path={r['path']}"
+    # Every text here came from a client: newlines would forge rows, ESC/OSC sequences drive the terminal.
+    return printable(line + (f" error={r['error']}" if r["error"] else ""))
 
 
 def _emit(rows: list[dict], json: bool) -> None:

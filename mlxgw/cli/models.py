@@ -6,6 +6,8 @@ gateway key: `--key` or MLXGW_KEY."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import time
 from typing import Annotated, Optional
 
@@ -21,9 +23,16 @@ app.add_typer(models_app, name="models")
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 UrlOption = Annotated[str, typer.Option("--url", envvar="MLXGW_URL", help="The running gateway's address.")]
+
 KeyOption = Annotated[Optional[str], typer.Option("--key", envvar="MLXGW_KEY", show_default=False,
                                                   help="A gateway key (needed beyond loopback).")]
 ProviderOption = Annotated[Optional[str], typer.Option("--provider", help="The provider, when several declare NAME.")]
+
+
+def _segment(name: str) -> str:
+    """`name` as one URL path segment: '../../v1/models#' must not reach another endpoint."""
+    seg = quote(name, safe="")
+    return seg.replace(".", "%2E") if seg in (".", "..") else seg
 
 
 class _Admin:
@@ -133,7 +142,7 @@ def start(name: Annotated[str, typer.Argument(help="Model name or alias.")], pro
     admin = _Admin(url, key, timeout=None)
     t0 = time.monotonic()
     with _output.err.status(f"starting {name}...", spinner="dots"):
-        r = admin.call("POST", f"/admin/models/{name}/start", params=_params(provider))
+        r = admin.call("POST", f"/admin/models/{_segment(name)}/start", params=_params(provider))
     if r.status_code != 200:
         try:
             err = r.json()["error"]
@@ -154,7 +163,7 @@ def start(name: Annotated[str, typer.Argument(help="Model name or alias.")], pro
 def stop(name: Annotated[str, typer.Argument(help="Model name or alias.")], provider: ProviderOption = None,
          json: JsonOption = False, url: UrlOption = DEFAULT_URL, key: KeyOption = None) -> None:
     """Stop a local model (requests in flight get up to 30 s to finish)."""
-    r = _Admin(url, key, timeout=120).call("POST", f"/admin/models/{name}/stop", params=_params(provider))
+    r = _Admin(url, key, timeout=120).call("POST", f"/admin/models/{_segment(name)}/stop", params=_params(provider))
     if r.status_code != 200:
         raise MlxgwError(_message(r))
     m = r.json()
@@ -174,7 +183,7 @@ def logs(name: Annotated[str, typer.Argument(help="Model name or alias.")], prov
     import sys
 
     admin = _Admin(url, key)
-    r = admin.call("GET", f"/admin/models/{name}/logs", params={**_params(provider), "lines": n})
+    r = admin.call("GET", f"/admin/models/{_segment(name)}/logs", params={**_params(provider), "lines": n})
     if r.status_code != 200:
         raise MlxgwError(_message(r))
     sys.stdout.write(r.text)
@@ -185,7 +194,7 @@ def logs(name: Annotated[str, typer.Argument(help="Model name or alias.")], prov
     try:
         while True:
             time.sleep(interval)
-            r = admin.call("GET", f"/admin/models/{name}/logs", params={**_params(provider), "offset": offset})
+            r = admin.call("GET", f"/admin/models/{_segment(name)}/logs", params={**_params(provider), "offset": offset})
             if r.status_code != 200:
                 raise MlxgwError(_message(r))
             if r.text:

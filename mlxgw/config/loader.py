@@ -14,6 +14,16 @@ from mlxgw.errors import ConfigError, Problem
 
 Path = tuple  # of str | int
 
+# Limits that keep a hostile or broken file from exhausting `validate` (a "billion laughs" alias bomb
+# ran for minutes and took 4 GB): no real gateway.yaml comes near them.
+MAX_BYTES = 4 * 1024 * 1024
+MAX_VALUES = 200_000  # values after YAML aliases are expanded
+MAX_DEPTH = 64
+
+
+class _TooBig(Exception):
+    pass
+
 
 def format_path(path: Path) -> str:
     out = ""
@@ -53,12 +63,21 @@ class _Builder:
         self.file = file
         self.positions: dict = {}
         self.problems: list[Problem] = []
+        self.values = 0
+        self._loader: yaml.SafeLoader | None = None
 
     def build(self, node: yaml.Node, path: Path = ()) -> object:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _TooBig(f"the file expands to more than {MAX_VALUES:,} values (YAML aliases?)", node)
+        if len(path) > MAX_DEPTH:
+            raise _TooBig(f"the file nests deeper than {MAX_DEPTH} levels", node)
         self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             out: dict = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise _TooBig("a mapping key must be a plain value, not a list or mapping", key_node)
                 key = self._scalar(key_node)
                 if not isinstance(key, str):
                     key = str(key)
@@ -78,16 +97,25 @@ class _Builder:
             return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
         return self._scalar(node)
 
-    @staticmethod
-    def _scalar(node: yaml.Node) -> object:
-        # SafeLoader's constructors give YAML 1.1 scalars their usual types (int, bool, null...).
-        return yaml.SafeLoader("").construct_object(node, deep=True)
+    def _scalar(self, node: yaml.Node) -> object:
+        # SafeLoader's constructors give YAML 1.1 scalars their usual types (int, bool, null...); one
+        # loader for the whole file (making one per scalar cost more than the parse).
+        if self._loader is None:
+            self._loader = yaml.SafeLoader("")
+        return self._loader.construct_object(node, deep=True)
 
 
 def load_text(text: str, file: str = "<config>") -> Document:
-    """Parse YAML text. Raises ConfigError (one problem, with position) on a syntax error."""
+    """Parse YAML text. Raises ConfigError (one problem, with position) on a syntax error, or when the
+    file is beyond the limits above."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError([Problem("", f"the file is larger than {MAX_BYTES // (1024 * 1024)} MiB", 1, 1, file)],
+                          "a gateway.yaml is a few KB; check that this is the right file")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError([Problem("", f"the file nests deeper than {MAX_DEPTH} levels", 1, 1, file)],
+                          "the file is not a usable gateway.yaml") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = exc.problem or exc.context or "invalid YAML"
@@ -100,7 +128,12 @@ def load_text(text: str, file: str = "<config>") -> Document:
     if root is None:
         return Document({}, file, {(): (1, 1)})
     builder = _Builder(file)
-    data = builder.build(root)
+    try:
+        data = builder.build(root)
+    except _TooBig as exc:
+        reason, node = exc.args
+        raise ConfigError([Problem("", reason, node.start_mark.line + 1, node.start_mark.column + 1, file)],
+                          "the file is not a usable gateway.yaml") from None
     if builder.problems:
         raise ConfigError(builder.problems)
     return Document(data, file, builder.positions)
@@ -112,11 +145,11 @@ def load_file(path: str) -> Document:
 
     try:
         if path == "-":
-            text = sys.stdin.read()
+            text = sys.stdin.read(MAX_BYTES + 1)  # never more than the limit in memory
             display = "<stdin>"
         else:
             with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+                text = fh.read(MAX_BYTES + 1)
             display = path
     except FileNotFoundError:
         raise ConfigError([Problem("", "file not found; check the path given to -f", 1, 1, path)]) from None

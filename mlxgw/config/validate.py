@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
 
 from mlxgw import kinds
 from mlxgw.config.loader import Document
@@ -203,6 +204,7 @@ def _provider_problems(doc: Document, i: int, p: dict, offline: bool, environ) -
                 out.append(doc.problem(where, f"'{n}' is already a model name or alias in this provider ({seen[n]})"))
             else:
                 seen[n] = "name" if where[-1] == "name" else "alias"
+    out += _request_problems(doc, at, p)
     var = env_name(p.get("api_key"))
     if var and not offline and not environ.get(var):
         out.append(
@@ -211,6 +213,43 @@ def _provider_problems(doc: Document, i: int, p: dict, offline: bool, environ) -
                 f"environment variable {var} is not set; export it, or pass --offline to skip this check",
             )
         )
+    return out
+
+
+# Headers the HTTP client owns: a config that sets them can make the upstream see two lengths, or a
+# length and chunked (request smuggling).
+OWNED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_LINE_BREAK = re.compile(r"[\r\n\x00]")
+
+
+def _request_problems(doc: Document, at: tuple, p: dict) -> list[Problem]:
+    """What the provider puts into upstream requests: no line breaks (header injection), no header the
+    HTTP client owns, and a base_url without query, fragment or password (it is shown in messages)."""
+    out = []
+    for field in ("organization", "project"):
+        if isinstance(p.get(field), str) and _LINE_BREAK.search(p[field]):
+            out.append(doc.problem(at + (field,), "must not contain a line break (CR, LF) or NUL"))
+    headers = p.get("headers")
+    for name, value in headers.items() if isinstance(headers, dict) else ():
+        where = at + ("headers", name)
+        if _LINE_BREAK.search(name) or (isinstance(value, str) and _LINE_BREAK.search(value)):
+            out.append(doc.problem(where, "a header name or value must not contain a line break (CR, LF) or NUL"))
+        elif name.strip().lower() in OWNED_HEADERS:
+            out.append(doc.problem(where, f"the gateway sets '{name}' itself; remove it from headers"))
+    url = p.get("base_url")
+    if isinstance(url, str):
+        try:
+            parts = urlsplit(url)
+            password = parts.password
+        except ValueError:
+            return out  # the schema's pattern reports a malformed URL
+        if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+            out.append(doc.problem(at + ("base_url",), "base_url must not have a query (?...) or fragment (#...)"))
+        if password is not None or parts.username:
+            out.append(doc.problem(at + ("base_url",), "base_url must not hold credentials (user:password@): it is "
+                                   "shown in messages and listings; put them in api_key or headers"))
+        if _LINE_BREAK.search(url):
+            out.append(doc.problem(at + ("base_url",), "must not contain a line break (CR, LF) or NUL"))
     return out
 
 
