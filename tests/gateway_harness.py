@@ -22,10 +22,11 @@ import time
 import uvicorn
 
 from mlxgw.server import ServerConfig, create_app
+from mlxgw.server.protocol import DeadlineProtocol
 
 
 class RunningGateway:
-    def __init__(self, config: ServerConfig):
+    def __init__(self, config: ServerConfig, **uvicorn_options):
         self.app = create_app(config)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -33,8 +34,10 @@ class RunningGateway:
         self.port = self.sock.getsockname()[1]
         self.origin = f"http://127.0.0.1:{self.port}"
         self.base_url = self.origin + "/v1"
+        # The protocol `mlxgw serve` runs (read deadlines), unless a test asks otherwise.
+        options = {"http": DeadlineProtocol, **uvicorn_options}
         self.server = uvicorn.Server(uvicorn.Config(self.app, lifespan="on", access_log=False, log_level="warning",
-                                                    loop="asyncio", http="httptools"))
+                                                    loop="asyncio", **options))
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
 
@@ -60,8 +63,8 @@ class RunningGateway:
 
 
 @contextlib.contextmanager
-def running_gateway(config: ServerConfig | None = None, **kwargs):
-    gw = RunningGateway(config or ServerConfig(**kwargs)).start()
+def running_gateway(config: ServerConfig | None = None, uvicorn_options: dict | None = None, **kwargs):
+    gw = RunningGateway(config or ServerConfig(**kwargs), **(uvicorn_options or {})).start()
     try:
         yield gw
     finally:
