@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from mlxgw.dialects.jsonfast import BodyError, DecodeError, dumps, loads, parse_body
+from mlxgw.dialects.shapes import ShapeError, check_openai
 from mlxgw.text import MAX_MODEL_NAME
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -61,8 +62,9 @@ OPENAI_PROPER = ChatTarget(max_tokens_field="max_completion_tokens", max_stop=4,
 def parse_request(raw: bytes) -> dict:
     """The request body as a dict; RequestError when it is not a JSON object or misses required fields.
 
-    Only what the gateway itself needs is checked (model, messages, stream, stream_options): everything
-    else passes through to the backend, which knows its own rules and answers in its own words."""
+    Only what the gateway itself needs is checked (model, messages, stream, stream_options, and the types
+    of the fields translation reads: `shapes.check_openai`): everything else passes through to the
+    backend, which knows its own rules and answers in its own words."""
     try:
         body = parse_body(raw)
     except BodyError as exc:
@@ -96,6 +98,10 @@ def parse_request(raw: bytes) -> dict:
     opts = body.get("stream_options")
     if opts is not None and not isinstance(opts, dict):
         raise RequestError("'stream_options' must be an object", "stream_options", "invalid_type")
+    try:
+        check_openai(body)
+    except ShapeError as exc:
+        raise RequestError(exc.message, exc.param, "invalid_type") from None
     return body
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from mlxgw.dialects.jsonfast import BodyError, DecodeError, dumps, loads, parse_body
 from mlxgw.dialects.openai import COMPATIBLE, ChatTarget
+from mlxgw.dialects.shapes import ShapeError, check_anthropic
 from mlxgw.text import MAX_MODEL_NAME
 
 DEFAULT_MAX_TOKENS = 4096
@@ -90,6 +91,10 @@ def parse_request(raw: bytes, require_max_tokens: bool = True) -> dict:
     system = body.get("system")
     if system is not None and not isinstance(system, (str, list)):
         raise RequestError("system: must be a string or an array of text blocks", "system")
+    try:
+        check_anthropic(body)
+    except ShapeError as exc:
+        raise RequestError(exc.message, exc.param) from None
     return body
 
 

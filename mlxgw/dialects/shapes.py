@@ -1,0 +1,133 @@
+"""Type checks of the request fields the gateway reads or translates, for both dialects.
+
+Translation walks these fields (an OpenAI client on an Anthropic backend, and the reverse), and a number
+where a list belongs used to end in a 500. Each check here names the field, as the two APIs do, so the
+client gets a 400 it can act on; a field the gateway does not read is left to the backend. Only types are
+checked, never values: the backend knows its own limits. `None` counts as absent (clients send nulls).
+"""
+
+from __future__ import annotations
+
+
+class ShapeError(ValueError):
+    """A field of the wrong type: `param` is its path (OpenAI's `param`), `message` names it too."""
+
+    def __init__(self, param: str, what: str):
+        super().__init__(f"{param}: must be {what}")
+        self.param = param
+        self.message = f"{param}: must be {what}"
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+KINDS = {
+    "a string": lambda v: isinstance(v, str), "a number": _is_number, "an integer": _is_int,
+    "a boolean": lambda v: isinstance(v, bool), "an object": lambda v: isinstance(v, dict),
+    "an array": lambda v: isinstance(v, list),
+    "a string or an array of strings": lambda v: isinstance(v, str) or (
+        isinstance(v, list) and all(isinstance(s, str) for s in v)),
+    "an array of strings": lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v),
+    "a string or an object": lambda v: isinstance(v, (str, dict)),
+    "a string or an array": lambda v: isinstance(v, (str, list)),
+}
+
+
+def field(obj: dict, key: str, kind: str, at: str, sep: str = ".") -> object:
+    """obj[key] when present and of `kind` (a key of KINDS); ShapeError naming `at + key` otherwise."""
+    value = obj.get(key)
+    if value is not None and not KINDS[kind](value):
+        raise ShapeError(f"{at}{sep}{key}" if at else key, kind)
+    return value
+
+
+def fields(obj: dict, at: str, spec: dict[str, str], sep: str = ".") -> None:
+    for key, kind in spec.items():
+        field(obj, key, kind, at, sep)
+
+
+def items(value, at: str, sep: str = "."):
+    """(path, item) for each item of a list that must hold objects."""
+    for i, item in enumerate(value or []):
+        where = f"{at}[{i}]" if sep == "[" else f"{at}.{i}"
+        if not isinstance(item, dict):
+            raise ShapeError(where, "an object")
+        yield where, item
+
+
+# --- OpenAI chat completions ------------------------------------------------------------------------
+
+OPENAI_TOP = {"temperature": "a number", "top_p": "a number", "presence_penalty": "a number",
+              "frequency_penalty": "a number", "max_tokens": "an integer", "max_completion_tokens": "an integer",
+              "n": "an integer", "seed": "an integer", "top_logprobs": "an integer", "logprobs": "a boolean",
+              "parallel_tool_calls": "a boolean", "user": "a string", "reasoning_effort": "a string",
+              "stop": "a string or an array of strings", "tools": "an array", "tool_choice": "a string or an object",
+              "response_format": "an object", "metadata": "an object"}
+
+
+def check_openai(body: dict) -> None:
+    fields(body, "", OPENAI_TOP)
+    for at, tool in items(body.get("tools"), "tools", "["):
+        fields(tool, at, {"type": "a string", "function": "an object"})
+        fields(tool.get("function") or {}, at + ".function",
+               {"name": "a string", "description": "a string", "parameters": "an object"})
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        fields(choice, "tool_choice", {"type": "a string", "function": "an object"})
+        field(choice.get("function") or {}, "name", "a string", "tool_choice.function")
+    field(body.get("response_format") or {}, "type", "a string", "response_format")
+    for at, m in items(body.get("messages"), "messages", "["):
+        fields(m, at, {"name": "a string", "tool_call_id": "a string", "tool_calls": "an array",
+                       "refusal": "a string", "content": "a string or an array"})
+        if isinstance(m.get("content"), list):
+            for pat, part in items(m["content"], at + ".content", "["):
+                fields(part, pat, {"type": "a string", "text": "a string"})
+        for cat, call in items(m.get("tool_calls"), at + ".tool_calls", "["):
+            fields(call, cat, {"id": "a string", "type": "a string", "function": "an object"})
+            fields(call.get("function") or {}, cat + ".function",
+                   {"name": "a string", "arguments": "a string or an object"})
+
+
+# --- Anthropic messages -----------------------------------------------------------------------------
+
+ANTHROPIC_TOP = {"temperature": "a number", "top_p": "a number", "top_k": "an integer",
+                 "stop_sequences": "an array of strings", "tools": "an array", "tool_choice": "an object",
+                 "metadata": "an object", "thinking": "an object", "output_config": "an object",
+                 "output_format": "an object"}
+BLOCK_FIELDS = {"text": {"text": "a string"}, "thinking": {"thinking": "a string", "signature": "a string"},
+                "tool_use": {"id": "a string", "name": "a string", "input": "an object"},
+                "server_tool_use": {"id": "a string", "name": "a string", "input": "an object"},
+                "tool_result": {"tool_use_id": "a string", "is_error": "a boolean", "content": "a string or an array"},
+                "image": {"source": "an object"}, "document": {"source": "an object"}}
+
+
+def check_anthropic(body: dict) -> None:
+    fields(body, "", ANTHROPIC_TOP)
+    for at, tool in items(body.get("tools"), "tools"):
+        fields(tool, at, {"name": "a string", "type": "a string", "description": "a string",
+                          "input_schema": "an object"})
+    fields(body.get("tool_choice") or {}, "tool_choice", {"type": "a string", "name": "a string"})
+    field(body.get("metadata") or {}, "user_id", "a string", "metadata")
+    fields(body.get("thinking") or {}, "thinking", {"type": "a string", "budget_tokens": "an integer"})
+    if isinstance(body.get("system"), list):
+        _blocks(body["system"], "system")
+    for at, m in items(body.get("messages"), "messages"):
+        if isinstance(m.get("content"), list):
+            _blocks(m["content"], at + ".content")
+
+
+def _blocks(blocks: list, at: str) -> None:
+    """Content blocks, a tool_result's own content included (its depth is bounded by the body parser)."""
+    stack = [(blocks, at)]
+    while stack:
+        value, where = stack.pop()
+        for bat, block in items(value, where):
+            kind = field(block, "type", "a string", bat)
+            fields(block, bat, BLOCK_FIELDS.get(kind, {}))
+            if kind == "tool_result" and isinstance(block.get("content"), list):
+                stack.append((block["content"], bat + ".content"))
