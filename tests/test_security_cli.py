@@ -93,3 +93,13 @@ def test_model_names_stay_one_path_segment(cli, gateway):  # noqa: F811
     for name in ("../../v1/models#", "..", "a/b?x=1"):
         code, out, err = cli("models", "logs", name, "--url", gateway.origin)
         assert code == 1 and '"object":"list"' not in out.replace(" ", "") and "model" in err.lower(), (name, out, err)
+
+
+def test_engine_logs_are_private(cli, gateway, home):  # noqa: F811
+    code, _, err = cli("models", "start", "m", "--url", gateway.origin)
+    assert code == 0, err
+    logs = [p for p in home.rglob("*.log")]
+    assert logs and all(p.stat().st_mode & 0o777 == 0o600 for p in logs)
+    assert all(p.parent.stat().st_mode & 0o777 == 0o700 for p in logs)
+    code, _, _ = cli("models", "stop", "m", "--url", gateway.origin)
+    assert code == 0
