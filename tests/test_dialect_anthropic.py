@@ -622,9 +622,12 @@ def test_response_openai_to_anthropic_shape_validates_with_the_sdk():
     out = from_openai_response(resp, "claude-x")
     Message.model_validate(out)
     assert [b["type"] for b in out["content"]] == ["thinking", "text", "tool_use"]
-    assert out["id"].startswith("msg_") and out["model"] == "claude-x"
+    # The model field names the model that answered (README "The model field"), the given name only
+    # when the backend leaves it out.
+    assert out["id"].startswith("msg_") and out["model"] == "gpt-4o"
     empty = from_openai_response({"choices": [{"index": 0, "message": {"role": "assistant", "content": ""},
                                                "finish_reason": "stop"}]}, "m")
+    assert empty["model"] == "m"
     assert empty["content"] == [] and empty["usage"]["input_tokens"] == 0
     Message.model_validate(empty)
 

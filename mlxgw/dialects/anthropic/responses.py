@@ -124,7 +124,9 @@ def from_openai_response(body: dict, model: str, names: ToolNames | None = None,
     matched = matched if isinstance(matched, str) and stop_sequences and matched in stop_sequences else None
     reason = stop_reason(ch.get("finish_reason"), any(b["type"] == "tool_use" for b in content),
                          bool(refusal), matched)
-    return {"id": _message_id(body.get("id")), "type": "message", "role": "assistant", "model": model,
+    # The model that answered, as the backend names it; `model` only when the backend leaves it out.
+    answered = body.get("model") if isinstance(body.get("model"), str) and body.get("model") else model
+    return {"id": _message_id(body.get("id")), "type": "message", "role": "assistant", "model": answered,
             "content": content, "stop_reason": reason,
             "stop_sequence": matched if reason == "stop_sequence" else None,
             "usage": usage_from_openai(body.get("usage"))}

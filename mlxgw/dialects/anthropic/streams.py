@@ -204,6 +204,8 @@ class OpenAIToAnthropicStream:
         """Translate one decoded OpenAI chunk."""
         if self.closed:
             return b""
+        if not self.started and isinstance(chunk.get("model"), str) and chunk["model"]:
+            self.model = chunk["model"]  # the model that answered, as the backend names it (README)
         head = self.start()
         if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
