@@ -84,6 +84,36 @@ def category(code, ascii_only: bool) -> list[tuple[int, int]]:
     return complement(ranges) if negated else ranges
 
 
+def class_set(av, ascii_only: bool) -> tuple[bool, list[tuple[int, int]]]:
+    """A parsed `[...]` as (negated?, the code point ranges it lists)."""
+    negate, ranges = False, []
+    for kind, val in av:
+        if kind is C.NEGATE:
+            negate = True
+        elif kind is C.LITERAL:
+            ranges.append((val, val))
+        elif kind is C.RANGE:
+            ranges.append(tuple(val))
+        elif kind is C.CATEGORY:
+            ranges.extend(category(val, ascii_only))
+        else:
+            raise Untranslatable(f"class item {kind}")
+    return negate, ranges
+
+
+def quantifier(lo: int, hi, lazy: bool) -> str:
+    """A parsed repeat as `*`, `+`, `?`, `{n}` or `{n,m}` (the same in RE2 and JavaScript)."""
+    if hi is C.MAXREPEAT:
+        q = {0: "*", 1: "+"}.get(lo, f"{{{lo},}}")
+    elif (lo, hi) == (0, 1):
+        q = "?"
+    elif lo == hi:
+        q = f"{{{lo}}}"
+    else:
+        q = f"{{{lo},{hi}}}"
+    return q + ("?" if lazy else "")
+
+
 UNSUPPORTED = {"ASSERT": "a lookaround (?=...), (?!...), (?<=...) or (?<!...)",
                "ASSERT_NOT": "a lookaround (?=...), (?!...), (?<=...) or (?<!...)",
                "GROUPREF": "a backreference (\\1 or (?P=name))",
@@ -130,18 +160,7 @@ class _Emitter:
         if op is C.ANY:
             return "(?s:.)" if flags & re.DOTALL else "[^\\n]"
         if op is C.IN:
-            negate, ranges = False, []
-            for kind, val in av:
-                if kind is C.NEGATE:
-                    negate = True
-                elif kind is C.LITERAL:
-                    ranges.append((val, val))
-                elif kind is C.RANGE:
-                    ranges.append(tuple(val))
-                elif kind is C.CATEGORY:
-                    ranges.extend(category(val, ascii_only))
-                else:
-                    raise Untranslatable(f"class item {kind}")
+            negate, ranges = class_set(av, ascii_only)
             return fold.format(_class(ranges, negate))
         if op is C.CATEGORY:
             return _class(category(av, ascii_only))
@@ -155,15 +174,7 @@ class _Emitter:
         if op in (C.MAX_REPEAT, C.MIN_REPEAT):
             lo, hi, items = av
             body = self.seq(items, flags, tail and hi is not C.MAXREPEAT and hi <= 1)
-            if hi is C.MAXREPEAT:
-                q = {0: "*", 1: "+"}.get(lo, f"{{{lo},}}")
-            elif (lo, hi) == (0, 1):
-                q = "?"
-            elif lo == hi:
-                q = f"{{{lo}}}"
-            else:
-                q = f"{{{lo},{hi}}}"
-            return f"(?:{body}){q}{'?' if op is C.MIN_REPEAT else ''}"
+            return f"(?:{body}){quantifier(lo, hi, op is C.MIN_REPEAT)}"
         name = getattr(op, "name", str(op))
         raise Untranslatable(UNSUPPORTED.get(name, name))
 

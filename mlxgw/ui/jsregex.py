@@ -30,7 +30,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from mlxgw.routing.match import C, P, class_ranges
+from mlxgw.routing.match import C, P, class_ranges, class_set, quantifier
 from mlxgw.routing.match import Untranslatable as _Untranslatable
 from mlxgw.routing.match import category as _category
 
@@ -92,18 +92,7 @@ class _Emitter:
         if op is C.ANY:
             return r"[\s\S]" if flags & re.DOTALL else r"[^\n]"
         if op is C.IN:
-            negate, ranges = False, []
-            for kind, val in av:
-                if kind is C.NEGATE:
-                    negate = True
-                elif kind is C.LITERAL:
-                    ranges.append((val, val))
-                elif kind is C.RANGE:
-                    ranges.append(tuple(val))
-                elif kind is C.CATEGORY:
-                    ranges.extend(_category(val, ascii_only))
-                else:
-                    raise _Untranslatable(f"class item {kind}")
+            negate, ranges = class_set(av, ascii_only)
             return _class(ranges, negate)
         if op is C.CATEGORY:
             return _class(_category(av, ascii_only))
@@ -138,15 +127,7 @@ class _Emitter:
         if op in (C.MAX_REPEAT, C.MIN_REPEAT):
             lo, hi, items = av
             body = self.seq(items, flags)
-            if hi is C.MAXREPEAT:
-                q = {0: "*", 1: "+"}.get(lo, f"{{{lo},}}")
-            elif (lo, hi) == (0, 1):
-                q = "?"
-            elif lo == hi:
-                q = f"{{{lo}}}"
-            else:
-                q = f"{{{lo},{hi}}}"
-            return f"(?:{body}){q}{'?' if op is C.MIN_REPEAT else ''}"
+            return f"(?:{body}){quantifier(lo, hi, op is C.MIN_REPEAT)}"
         if op in (C.ASSERT, C.ASSERT_NOT):
             direction, items = av
             kind = ("=" if op is C.ASSERT else "!")
