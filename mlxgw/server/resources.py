@@ -9,9 +9,9 @@ import falcon
 
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import dumps
-from mlxgw.server.audited import new_row
 from mlxgw.server.errors import serialize
 from mlxgw.server.gateway import Gateway
+from mlxgw.server.record import AuditRecord
 from mlxgw.text import clip
 
 
@@ -71,6 +71,6 @@ class UnknownPath:
         serialize(req, resp, 404, oa.error_body(f"Unknown request URL: {clip(req.method, 16)} {path}.", 404,
                                                 code="unknown_url"))
         if self.gw.audit is not None:
-            row = new_row(req.context.request_id, "unknown")
-            row.update(path=path, status=404, error="unknown path", duration_ms=(time.perf_counter() - t0) * 1000)
-            self.gw.audit.record(row)
+            rec = AuditRecord(req.context.request_id, "unknown", status=404, error="unknown path",
+                              duration_ms=(time.perf_counter() - t0) * 1000)
+            self.gw.audit.record({**rec.row(), "path": path})
