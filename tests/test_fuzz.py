@@ -1,4 +1,4 @@
-"""Issue 12, item 7: a fuzz over both dialects and every endpoint. Every field of a valid request gets
+"""Issue 12, item 7: a fuzz over every dialect (chat completions, messages, responses) and endpoint. Every field of a valid request gets
 wrong types, deep nesting and odd Unicode (and is dropped); bodies get broken as a whole. No request may
 get a 5xx, and the gateway keeps serving. Deterministic (seeded), bounded (a few thousand requests), over
 the real gateway and the upstream emulators; the counts are printed for the record (pytest -s)."""
@@ -41,7 +41,15 @@ MESSAGES = {"model": "MODEL", "max_tokens": 5, "system": [{"type": "text", "text
     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "ok"}]}]}],
     "tools": [ATOOL], "tool_choice": {"type": "auto"}, "stop_sequences": ["x"], "temperature": 0.5, "stream": False,
     "metadata": {"user_id": "u"}, "thinking": {"type": "enabled", "budget_tokens": 1024}, "top_k": 5}
+RESPONSES = {"model": "MODEL", "instructions": "be brief", "input": [
+    {"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+    {"type": "function_call", "call_id": "call_1", "name": "get", "arguments": "{\"q\":1}"},
+    {"type": "function_call_output", "call_id": "call_1", "output": "ok"}],
+    "tools": [{"type": "function", "name": "get", "parameters": {"type": "object", "properties": {}}}],
+    "tool_choice": "auto", "max_output_tokens": 5, "temperature": 0.5, "stream": False, "store": False,
+    "text": {"format": {"type": "text"}}, "metadata": {"k": "v"}}
 ENDPOINTS = [  # (path, template, models: one per backend wire)
+    ("/v1/responses", RESPONSES, ["gpt-4o", "claude-3-5-haiku", "o-mini"]),
     ("/v1/chat/completions", CHAT, ["gpt-4o", "claude-3-5-haiku", "o-mini"]),
     ("/v1/messages", MESSAGES, ["gpt-4o", "claude-3-5-haiku", "o-mini"]),
     ("/v1/messages/count_tokens", {k: v for k, v in MESSAGES.items() if k != "max_tokens"}, ["gpt-4o", "claude-3-5-haiku"]),

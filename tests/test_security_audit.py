@@ -65,17 +65,17 @@ def test_long_names_are_capped_cut_when_stored_and_echoed(gw):
 
 
 def test_unknown_paths_are_audited_in_the_clients_dialect(gw, cli):
-    r = httpx.post(gw.base_url + "/responses", json={"model": "gpt-4o", "input": "hi"})
-    assert r.status_code == 404 and r.json()["error"]["message"] == "Unknown request URL: POST /v1/responses."
+    r = httpx.post(gw.base_url + "/embeddings", json={"model": "gpt-4o", "input": "hi"})
+    assert r.status_code == 404 and r.json()["error"]["message"] == "Unknown request URL: POST /v1/embeddings."
     r = httpx.post(gw.base_url + "/messages/batches", json={})
     assert r.status_code == 404 and r.json()["type"] == "error"
     rows = wait_for_rows(gw, 2)
     by_path = {x["path"]: x for x in rows}
-    for path, rid in (("/v1/responses", None), ("/v1/messages/batches", r.headers["request-id"])):
+    for path, rid in (("/v1/embeddings", None), ("/v1/messages/batches", r.headers["request-id"])):
         assert by_path[path]["client_api"] == "unknown" and by_path[path]["status"] == 404
     assert by_path["/v1/messages/batches"]["id"] == rid
     code, out, _ = cli("logs", "tail")
-    assert "path=/v1/responses" in out
+    assert "path=/v1/embeddings" in out
 
 
 async def test_rows_are_cleaned_when_recorded(home):

@@ -39,10 +39,6 @@ _DEFAULTS = {c.key: (c.default.arg if c.default is not None and c.default.is_sca
              for c in RequestLog.__table__.columns}
 
 
-_DEFAULTS = {c.key: (c.default.arg if c.default is not None and c.default.is_scalar else None)
-             for c in RequestLog.__table__.columns}
-
-
 def storable_row(row: dict) -> dict:
     """`row` with every text a database accepts: lone surrogates and NULs replaced, cut to its column's
     limit; the texts inside `attempts_detail` too."""

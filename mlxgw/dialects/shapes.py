@@ -106,6 +106,9 @@ BLOCK_FIELDS = {"text": {"text": "a string"}, "thinking": {"thinking": "a string
                 "image": {"source": "an object"}, "document": {"source": "an object"}}
 
 
+REQUIRED = {"text": ("text",), "tool_use": ("id", "name"), "tool_result": ("tool_use_id",)}
+
+
 def check_anthropic(body: dict) -> None:
     fields(body, "", ANTHROPIC_TOP)
     for at, tool in items(body.get("tools"), "tools"):
@@ -129,5 +132,8 @@ def _blocks(blocks: list, at: str) -> None:
         for bat, block in items(value, where):
             kind = field(block, "type", "a string", bat)
             fields(block, bat, BLOCK_FIELDS.get(kind, {}))
+            for key in REQUIRED.get(kind, ()):  # here null is not "absent": the block means nothing without it
+                if block.get(key) is None:
+                    raise ShapeError(f"{bat}.{key}", "a string")
             if kind == "tool_result" and isinstance(block.get("content"), list):
                 stack.append((block["content"], bat + ".content"))

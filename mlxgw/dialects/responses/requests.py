@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import uuid
 
-from mlxgw.dialects.jsonfast import DecodeError, loads
+from mlxgw.dialects.jsonfast import BodyError, parse_body
+from mlxgw.text import MAX_MODEL_NAME
 
 BUILTIN_TOOL_TYPES = frozenset({
     "web_search", "web_search_preview", "web_search_preview_2025_03_11", "web_search_2025_08_26",
@@ -105,7 +106,7 @@ def _check_parts(content, where: str) -> None:
         at = f"{where}.content[{j}]"
         _need(isinstance(p, dict), f"{at} must be an object", at)
         kind = p.get("type")
-        _need(kind in PART_TYPES, f"{at}.type must be one of {', '.join(sorted(PART_TYPES))} (got {kind!r})",
+        _need(isinstance(kind, str) and kind in PART_TYPES, f"{at}.type must be one of {', '.join(sorted(PART_TYPES))} (got {kind!r})",
               f"{at}.type", "invalid_value")
         if kind in ("input_text", "output_text"):
             _need(isinstance(p.get("text"), str), f"{at}.text must be a string", f"{at}.text")
@@ -122,10 +123,10 @@ def _check_item(item, i: int) -> None:
     where = f"input[{i}]"
     _need(isinstance(item, dict), f"{where} must be an object", where)
     kind = item.get("type", "message" if "role" in item else None)
-    _need(kind in ITEM_TYPES, f"{where}.type {kind!r} is not a supported input item type", f"{where}.type",
+    _need(isinstance(kind, str) and kind in ITEM_TYPES, f"{where}.type {kind!r} is not a supported input item type", f"{where}.type",
           "invalid_value")
     if kind == "message":
-        _need(item.get("role") in ROLES, f"{where}.role must be one of user, assistant, system, developer",
+        _need(isinstance(item.get("role"), str) and item["role"] in ROLES, f"{where}.role must be one of user, assistant, system, developer",
               f"{where}.role", "invalid_value")
         _check_parts(item.get("content"), where)
     elif kind in ("function_call", "custom_tool_call"):
@@ -156,6 +157,7 @@ def _check_item(item, i: int) -> None:
 def _check_tool(tool, where: str, allow_builtin: bool, nested: bool = False) -> None:
     _need(isinstance(tool, dict), f"{where} must be an object", where)
     kind = tool.get("type")
+    _need(kind is None or isinstance(kind, str), f"{where}.type must be a string", f"{where}.type")  # a list would not hash
     if kind in BUILTIN_TOOL_TYPES or (kind not in CLIENT_TOOL_TYPES and isinstance(kind, str)):
         if allow_builtin:
             return
@@ -202,15 +204,16 @@ def parse_request(raw: bytes, *, allow_builtin_tools: bool = False) -> dict:
     """The CreateResponse body as a dict (as sent); RequestError naming the field when it is not usable.
     `model` and `input` are required (`input` may be an empty list with `previous_response_id`)."""
     try:
-        body = loads(raw)
-    except DecodeError:
-        raise RequestError("We could not parse the JSON body of your request. The body must be valid JSON.",
-                           code="invalid_json") from None
+        body = parse_body(raw)
+    except BodyError as exc:
+        raise RequestError(f"We could not parse the JSON body of your request: {exc.reason}. The body must be "
+                           "valid JSON.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.", code="invalid_json")
     model = body.get("model")
     _need(model is not None, "you must provide a model parameter", "model", "missing_required_parameter")
     _need(isinstance(model, str) and bool(model.strip()), "'model' must be a non-empty string", "model")
+    _need(len(model) <= MAX_MODEL_NAME, f"'model' is longer than {MAX_MODEL_NAME} characters", "model")
     for key, message in UNSUPPORTED_FIELDS.items():
         if body.get(key) not in (None, False):
             raise RequestError(message, key, "unsupported_parameter")
