@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from mlxgw.routing import Snapshot
-from mlxgw.routing.match import Matcher, problem
+from mlxgw.regex import Matcher, problem
 from mlxgw.server import ServerConfig
 from tests.gateway_harness import apply_config, openai_config, running_gateway
 from tests.test_ui import TRICKY_NAMES

@@ -14,7 +14,7 @@ from mlxgw import kinds
 from mlxgw.config.loader import Document
 from mlxgw.config.schema import validator
 from mlxgw.errors import Problem
-from mlxgw.routing.match import problem as regex_problem
+from mlxgw.regex import problem as regex_problem
 
 ENV_REF = re.compile(r"^\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}$")
 _SECRET_FIELDS = {"api_key", "headers", "env"}

@@ -6,7 +6,7 @@ and no timeout arithmetic per request.
 
 Route precedence (GATE-03): an exact match, else the LONGEST matching prefix (ties: declared order), else
 the first regex in declared order that `re.search`es the name (a regex anchors itself with ^ and $).
-Regexes run on RE2 with Python's meaning (`routing.match`), and answers are cached per model name.
+Regexes run on RE2 with Python's meaning (`mlxgw.regex`), and answers are cached per model name.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from types import MappingProxyType
 from mlxgw import kinds
 from mlxgw.backends.base import Timeouts
 from mlxgw.config import durations
-from mlxgw.routing.match import Matcher
+from mlxgw.regex import Matcher
 from mlxgw.routing.policy import DEFAULT_COOLDOWN, RetryPolicy
 from mlxgw.supervisor.models import DEFAULT_IDLE_TTL, DEFAULT_START_TIMEOUT, LaunchSpec, LocalModel, ModelSettings
 

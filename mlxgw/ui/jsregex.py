@@ -30,9 +30,9 @@ import functools
 import re
 from dataclasses import dataclass
 
-from mlxgw.routing.match import C, P, class_ranges, class_set, quantifier
-from mlxgw.routing.match import Untranslatable as _Untranslatable
-from mlxgw.routing.match import category as _category
+from mlxgw.regex import C, P, class_ranges, class_set, quantifier
+from mlxgw.regex import Untranslatable as _Untranslatable
+from mlxgw.regex import category as _category
 
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
@@ -49,7 +49,7 @@ class Translation:
         return {"js": self.js, "flags": self.flags, "exact": self.exact, "note": self.note}
 
 
-# The character classes as Python sees them come from mlxgw.routing.match (the server's RE2
+# The character classes as Python sees them come from mlxgw.regex (the server's RE2
 # translation uses the very same ranges).
 _class_ranges = class_ranges
 

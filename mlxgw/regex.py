@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover - older layouts
     import sre_constants as C  # type: ignore[no-redef]  # noqa: N812
     import sre_parse as P  # type: ignore[no-redef]  # noqa: N812
 
-log = logging.getLogger("mlxgw.routing")
+log = logging.getLogger("mlxgw.routing")  # its messages are about routes
 MAX_CODE_POINT = sys.maxunicode
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _OPTIONS = re2.Options()
