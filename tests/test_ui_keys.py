@@ -95,11 +95,14 @@ def test_the_endpoint_refuses_other_origins_and_bad_input(home, cli, tmp_path, c
     apply_config(cli, tmp_path, CONFIG)
     with running_gateway() as gw:
         host = gw.origin.split("//")[1]
-        for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
-                        {"Origin": "http://rebound.example:%d" % gw.port, "Host": "rebound.example:%d" % gw.port}):
+        # The gateway-wide Origin and Host checks (issue 12) refuse these before the endpoint's own.
+        for headers, code in (({"Origin": "http://evil.example"}, "origin_not_allowed"),
+                              ({"Origin": "null"}, "origin_not_allowed"),
+                              ({"Origin": "http://rebound.example:%d" % gw.port, "Host": "rebound.example:%d" % gw.port},
+                               "host_not_allowed")):
             r = post(gw, "openai", "sk-EVIL-1234567", **headers)
             assert r.status_code == 403, r.text
-            assert r.json()["error"]["code"] == "forbidden"
+            assert r.json()["error"]["code"] == code
         r = httpx.post(f"{gw.origin}/admin/providers/openai/key", content="key=sk-EVIL-1234567",
                        headers={"Content-Type": "application/x-www-form-urlencoded"})
         assert r.status_code == 403  # no Origin at all: not from the page
