@@ -109,7 +109,8 @@ class Store:
         u = make_url(self.url)
         self.sqlite = u.get_backend_name() == "sqlite"
         kwargs: dict = {}
-        if self.sqlite and u.database and u.database != ":memory:":
+        # A "file:" URI (uri=true, e.g. mode=ro) is opened as given: no folder or file is made for it.
+        if self.sqlite and u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             try:
                 private_file(Path(u.database).expanduser())
             except OSError as exc:
