@@ -380,6 +380,10 @@ def test_count_tokens(gateway, client, anthropic_upstream):  # noqa: F811
     assert anthropic_upstream.last.headers["anthropic-beta"] == BETAS
     r = httpx.post(gateway.origin + "/v1/messages/count_tokens", json={"model": "nope", "messages": MESSAGES})
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+    rows = wait_for_rows(gateway, 4)  # every count is audited, the refused one too
+    assert [(x["path"], x["status"], x["requested_model"]) for x in rows[-4:]] == [
+        ("/v1/messages/count_tokens", 200, "gpt-4o"), ("/v1/messages/count_tokens", 200, "gpt-4o"),
+        ("/v1/messages/count_tokens", 200, "claude-x"), ("/v1/messages/count_tokens", 404, "nope")]
 
 
 def test_gateway_keys_by_x_api_key_or_bearer(home, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F811

@@ -148,8 +148,9 @@ def test_bad_input_names_the_field_and_unknown_models_are_404(gateway, oai):
     assert r.status_code == 400 and r.json()["error"]["param"] == "tools[0].type" and "web_search" in r.text
     r = httpx.get(gateway.base_url + "/responses/resp_unknown")
     assert r.status_code == 404 and r.json()["error"]["message"] == "Response with id 'resp_unknown' not found."
-    rows = wait_for_rows(gateway, 3)
-    assert [x["status"] for x in rows[-3:]] == [400, 404, 400] and {x["client_api"] for x in rows[-3:]} == {"responses"}
+    rows = wait_for_rows(gateway, 4)  # the GET of a stored response is audited too
+    assert [x["status"] for x in rows[-4:]] == [400, 404, 400, 404] and {x["client_api"] for x in rows[-4:]} == {"responses"}
+    assert [x["path"] for x in rows[-4:]] == ["/v1/responses"] * 3 + ["/v1/responses/resp_unknown"]
 
 
 def test_logs_stats_counts_responses_traffic(gateway, oai, cli):

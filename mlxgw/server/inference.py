@@ -11,6 +11,7 @@ answer is (a stream completes it when the relay ends), or when an error or a bug
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import falcon
@@ -33,7 +34,10 @@ async def read_body(req, limit: int) -> bytes:
     if length is not None and length > limit:
         raise _too_large(limit)
     if length is not None:
-        return await req.stream.read()
+        data = await req.stream.read()
+        if len(data) < length:  # the read deadline cut a body that stopped arriving
+            raise ApiError.of(408, "The request body was not received in time.", code="request_timeout")
+        return data
     parts, size = [], 0
     async for part in req.stream:
         size += len(part)
@@ -54,7 +58,7 @@ class Inference:
 
     async def on_post(self, req, resp) -> None:
         t0 = time.perf_counter()
-        rec = AuditRecord(req.context.request_id, self.dialect.wire)
+        rec = AuditRecord(req.context.request_id, self.dialect.wire, path=req.path)
         self.dialect.start(req, resp)
         try:
             await self._serve(req, resp, rec, t0)
@@ -97,7 +101,32 @@ class Inference:
         self._finish(rec, t0, 200)
 
     def _finish(self, rec: AuditRecord, t0: float, status: int, error: str | None = None) -> None:
-        rec.status = status
-        rec.error = error
-        rec.duration_ms = (time.perf_counter() - t0) * 1000
-        self.gw.audit.record(rec.row())
+        finish(self.gw, rec, t0, status, error)
+
+
+def finish(gw: Gateway, rec: AuditRecord, t0: float, status: int, error: str | None = None) -> None:
+    """Complete an audit record and queue its row."""
+    rec.status = status
+    rec.error = error
+    rec.duration_ms = (time.perf_counter() - t0) * 1000
+    gw.audit.record(rec.row())
+
+
+@contextlib.asynccontextmanager
+async def audited(gw: Gateway, req, client_api: str):
+    """One audit row for a request the inference endpoint does not serve (count_tokens, stored
+    responses): the record to fill, completed with the answer's status or the error that escaped."""
+    t0 = time.perf_counter()
+    rec = AuditRecord(req.context.request_id, client_api, path=req.path)
+    try:
+        yield rec
+    except ApiError as exc:
+        finish(gw, rec, t0, exc.status, exc.message)
+        raise
+    except falcon.HTTPError as exc:
+        finish(gw, rec, t0, exc.status_code, exc.title)
+        raise
+    except Exception as exc:
+        finish(gw, rec, t0, 500, f"internal error: {type(exc).__name__}")
+        raise
+    finish(gw, rec, t0, 200)

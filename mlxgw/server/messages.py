@@ -23,7 +23,7 @@ from mlxgw.routing.policy import ModelLoading
 from mlxgw.server.dialect import Dialect, Exchange, Leg, Pair
 from mlxgw.server.errors import ApiError
 from mlxgw.server.gateway import Gateway
-from mlxgw.server.inference import read_body
+from mlxgw.server.inference import audited, read_body
 from mlxgw.server.relays import AnthropicRelay, OpenAIToAnthropicRelay
 from mlxgw.server.streaming import Translator
 
@@ -97,10 +97,10 @@ class ToOpenAI(Pair):
 
     def translator(self, ex: Exchange, leg: Leg, provider: str) -> Translator:
         return OpenAIToAnthropicRelay(an.OpenAIToAnthropicStream(
-            "msg_" + ex.request_id[4:], ex.model, an.count_tokens(ex.body), leg.context, ex.body.get("stop_sequences")))
+            "msg_" + ex.request_id[4:], leg.backend_model, an.count_tokens(ex.body), leg.context, ex.body.get("stop_sequences")))
 
     def response(self, ex: Exchange, leg: Leg, result: ChatResult) -> tuple[dict, tuple]:
-        out = an.from_openai_response(result.body, ex.model, leg.context, ex.body.get("stop_sequences"))
+        out = an.from_openai_response(result.body, leg.backend_model, leg.context, ex.body.get("stop_sequences"))
         return out, an.audit_tokens(out.get("usage"))
 
 
@@ -147,16 +147,21 @@ class CountTokens:
 
     async def on_post(self, req, resp) -> None:
         resp.set_header("request-id", req.context.request_id)
+        async with audited(self.gw, req, ANTHROPIC_MESSAGES) as rec:
+            await self._count(req, resp, rec)
+
+    async def _count(self, req, resp, rec) -> None:
         raw = await read_body(req, self.gw.config.max_body_bytes)
         try:
             body = an.parse_request(raw, require_max_tokens=False)
         except an.RequestError as exc:
             raise error(400, exc.message) from None
-        model = body["model"]
+        model = rec.requested_model = body["model"]
         rt = self.gw.runtime
         route = rt.snapshot.route(model)
         if route is None:
             raise Messages().not_found(model)
+        rec.route = route.key
         count = None
         target = next((t for t in route.targets if t.provider in rt.backends), None)
         backend = rt.backends[target.provider] if target is not None else None

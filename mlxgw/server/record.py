@@ -28,6 +28,7 @@ class AuditRecord:
     output_tokens: int | None = None
     cached_tokens: int | None = None
     error: str | None = None
+    path: str | None = None  # the request path (kept short by the writer)
 
     def __post_init__(self):
         if not self.ts:

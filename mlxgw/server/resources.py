@@ -72,5 +72,5 @@ class UnknownPath:
                                                 code="unknown_url"))
         if self.gw.audit is not None:
             rec = AuditRecord(req.context.request_id, "unknown", status=404, error="unknown path",
-                              duration_ms=(time.perf_counter() - t0) * 1000)
-            self.gw.audit.record({**rec.row(), "path": path})
+                              duration_ms=(time.perf_counter() - t0) * 1000, path=path)
+            self.gw.audit.record(rec.row())

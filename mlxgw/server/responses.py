@@ -35,6 +35,7 @@ from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT, OPENAI_RESPONSES
 from mlxgw.server.dialect import Dialect, Exchange, Leg, Pair
 from mlxgw.server.errors import ApiError, from_upstream
 from mlxgw.server.gateway import Gateway
+from mlxgw.server.inference import audited
 from mlxgw.server.keys import presented_token
 from mlxgw.server.relays import SSETranslator
 from mlxgw.server.streaming import Translator
@@ -279,6 +280,14 @@ class StoredResponse:
         self.gw = gateway
 
     async def on_get(self, req, resp, response_id: str) -> None:
+        async with audited(self.gw, req, OPENAI_RESPONSES):
+            await self._get(req, resp, response_id)
+
+    async def on_delete(self, req, resp, response_id: str) -> None:
+        async with audited(self.gw, req, OPENAI_RESPONSES):
+            await self._delete(req, resp, response_id)
+
+    async def _get(self, req, resp, response_id: str) -> None:
         if req.get_param_as_bool("stream"):
             raise ApiError.of(400, "stream=true is only for background responses, which this gateway does not "
                                    "run", param="stream")
@@ -288,7 +297,7 @@ class StoredResponse:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps(found)
 
-    async def on_delete(self, req, resp, response_id: str) -> None:
+    async def _delete(self, req, resp, response_id: str) -> None:
         if not await self.gw.responses.delete(response_id, owner_of(req)):
             raise _stored_not_found(response_id)
         resp.content_type = falcon.MEDIA_JSON
@@ -302,6 +311,10 @@ class InputItems:
         self.gw = gateway
 
     async def on_get(self, req, resp, response_id: str) -> None:
+        async with audited(self.gw, req, OPENAI_RESPONSES):
+            await self._list(req, resp, response_id)
+
+    async def _list(self, req, resp, response_id: str) -> None:
         limit = req.get_param_as_int("limit", min_value=1, max_value=100, default=20)
         order = req.get_param("order", default="desc")
         if order not in ("asc", "desc"):
