@@ -9,10 +9,9 @@ import json
 import pytest
 
 from mlxgw.dialects import anthropic as an
-from mlxgw.dialects.anthropic.requests import (
-    NOOP_TOOL, ToolNames, from_openai_request, short_tool_name,
-    to_openai_request,
-)  # fmt: skip
+from mlxgw.dialects.anthropic.from_openai import NOOP_TOOL, from_openai_request
+from mlxgw.dialects.anthropic.requests import ToolNames, short_tool_name
+from mlxgw.dialects.anthropic.to_openai import to_openai_request
 from mlxgw.dialects.openai import COMPATIBLE, OPENAI_PROPER, developer_to_system
 from mlxgw.dialects.anthropic.responses import from_openai_response, to_openai_response
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream

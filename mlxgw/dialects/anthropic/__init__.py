@@ -18,9 +18,9 @@ on an OpenAI-compatible backend, "O->A" an OpenAI client on an Anthropic backend
 from mlxgw.dialects.anthropic.errors import (
     error_body, error_type, from_openai_error, openai_error_from_anthropic, stream_error_event,
 )  # fmt: skip
-from mlxgw.dialects.anthropic.requests import (
-    RequestError, ToolNames, from_openai_request, parse_request, to_openai_request,
-)  # fmt: skip
+from mlxgw.dialects.anthropic.from_openai import from_openai_request
+from mlxgw.dialects.anthropic.requests import RequestError, ToolNames, parse_request
+from mlxgw.dialects.anthropic.to_openai import to_openai_request
 from mlxgw.dialects.anthropic.responses import (
     audit_tokens, from_openai_response, openai_usage, to_openai_response, usage_from_openai,
 )  # fmt: skip

@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from mlxgw.dialects.anthropic.requests import ToolNames, anthropic_tool_id, tool_arguments
+from mlxgw.dialects.anthropic.from_openai import tool_arguments
+from mlxgw.dialects.anthropic.requests import ToolNames, anthropic_tool_id
 from mlxgw.dialects.jsonfast import dumps
 
 _TO_OPENAI_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",

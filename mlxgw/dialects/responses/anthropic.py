@@ -28,7 +28,8 @@ anything else -> completed. Usage: Anthropic's input_tokens exclude the cache, o
 
 from __future__ import annotations
 
-from mlxgw.dialects.anthropic.requests import DEFAULT_MAX_TOKENS, from_openai_request
+from mlxgw.dialects.anthropic.from_openai import from_openai_request
+from mlxgw.dialects.anthropic.requests import DEFAULT_MAX_TOKENS
 from mlxgw.dialects.jsonfast import dumps
 from mlxgw.dialects.responses import objects as ob
 from mlxgw.dialects.responses.chat import to_chat_request
