@@ -52,8 +52,10 @@ class Lifespan:
         # The lifespan owns the supervisor, gw publishes it. Engine logs go under MLXGW_HOME/logs; it may
         # launch every engine kind the backends know.
         self.supervisor = gw.supervisor = Supervisor(gw.http, home() / "logs", local_profiles(gw.http))
+        self.supervisor.on_event = gw.engine_counters
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
-        gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
+        observers = [gw.metrics.observe] + ([gw.tracer.observe] if gw.tracer is not None else [])
+        gw.audit = AuditWriter(store, interval=gw.config.audit_interval, observers=observers)
         await gw.audit.start()
         gw.responses = ResponseStore(store, interval=gw.config.audit_interval)
         self._apply_settings()
