@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import asyncio
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 
@@ -78,6 +80,7 @@ class Metrics:
         self._children: dict[tuple, object] = {}
         if gateway is not None:
             r.register(_LiveCollector(gateway))
+            ProcessCollector(registry=r)  # process_resident_memory_bytes, process_open_fds... (read at scrape)
 
     def _child(self, metric, *labels):
         key = (id(metric), *labels)
@@ -155,6 +158,12 @@ class _LiveCollector:
         gw = self.gw
         yield GaugeMetricFamily("mlxgw_requests_in_flight", "HTTP requests being answered now (streams until "
                                 "their last byte).", value=getattr(gw, "in_flight", 0))
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # collected outside the server's loop (a test reading the registry directly)
+            tasks = 0
+        yield GaugeMetricFamily("mlxgw_event_loop_tasks", "asyncio tasks alive in the gateway's loop (a leak "
+                                "shows as growth under steady load).", value=tasks)
         breaker = GaugeMetricFamily("mlxgw_circuit_breaker_state", "Failover circuit breaker per provider: 1 for "
                                     "its current state (closed, open, half_open).", labels=("provider", "state"))
         known = {d["provider"]: d["state"].replace("-", "_") for d in gw.breakers.describe()}
