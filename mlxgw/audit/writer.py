@@ -19,6 +19,8 @@ from mlxgw.store.db import Store
 from mlxgw.store.tables import RequestLog
 
 log = logging.getLogger("mlxgw.audit")
+_LIMITS = tuple((c.name, c.type.length) for c in RequestLog.__table__.columns
+                if getattr(c.type, "length", None) and c.name != "id")
 
 
 class AuditWriter(BatchWriter):
@@ -53,6 +55,11 @@ class AuditWriter(BatchWriter):
         self.dropped += len(rows)
 
     def _write(self, rows: list[dict]) -> None:
+        for row in rows:  # PostgreSQL enforces VARCHAR lengths: a client's 10 kB model name must not sink a batch
+            for name, limit in _LIMITS:
+                v = row.get(name)
+                if v is not None and len(v) > limit:
+                    row[name] = v[:limit]
         with self._store.session(write=True) as s:
             s.execute(insert(RequestLog), rows)
         self.written += len(rows)
