@@ -28,6 +28,8 @@ SENTINEL_ANTHROPIC = "sk-ant-SENTINEL-2d8e4f6a0c"
 
 def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker("both_stores") and "store_kind" in metafunc.fixturenames:
+        if any("store_kind" in m.args[0] for m in metafunc.definition.iter_markers("parametrize")):
+            return  # the test picks its store itself
         metafunc.parametrize("store_kind", ["sqlite", "postgresql"], indirect=True)
 
 

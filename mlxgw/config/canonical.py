@@ -16,6 +16,7 @@ PROVIDER_KEYS = (
 MODEL_KEYS = ("name", "path", "aliases", "idle_ttl", "start_timeout", "context_length", "args", "defaults")
 ROUTE_KEYS = ("name", "match", "target", "fallback", "timeouts", "max_wait", "on_cold")
 DEFAULTS_KEYS = ("timeouts", "retry", "cooldown")
+AUDIT_KEYS = ("retention", "max_rows")
 _DURATION_FIELDS = {"connect", "first_token", "idle", "total", "cooldown", "idle_ttl", "start_timeout",
                     "backoff", "max_backoff", "max_wait"}  # fmt: skip
 
@@ -28,6 +29,8 @@ def _clean(value, key: str | None = None):
         return [_clean(v) for v in value]
     if key in _DURATION_FIELDS and isinstance(value, str):
         return durations.canonical(value)
+    if key == "retention" and isinstance(value, str):
+        return durations.canonical(value, days=True)
     return value
 
 
@@ -62,6 +65,10 @@ def responses(r: dict | None) -> dict:
     return {"retention": durations.canonical(r["retention"], days=True)} if r.get("retention") else {}
 
 
+def audit(a: dict | None) -> dict:
+    return _ordered(_clean(a or {}), AUDIT_KEYS)
+
+
 def config(data: dict) -> dict:
     out: dict = {"version": 1}
     d = defaults(data.get("defaults"))
@@ -70,6 +77,9 @@ def config(data: dict) -> dict:
     r = responses(data.get("responses"))
     if r:
         out["responses"] = r
+    a = audit(data.get("audit"))
+    if a:
+        out["audit"] = a
     out["providers"] = [provider(p) for p in data.get("providers") or []]
     out["routes"] = [route(r) for r in data.get("routes") or []]
     return out

@@ -26,6 +26,7 @@ class ServerConfig:
     require_keys: bool | None = None  # None: required exactly when `host` is not loopback
     reload_interval: float = 1.0
     audit_interval: float = 0.2
+    prune_interval: float = 60.0  # seconds between rounds of audit pruning (`audit` in gateway.yaml)
 
     @property
     def keys_required(self) -> bool:

@@ -1,8 +1,12 @@
 """Start-up and shutdown, as a Falcon middleware (Falcon runs ASGI lifespan through middleware).
 
 Start-up: open the store, build the first Runtime, start the shared HTTP client, the audit writer and
+<<<<<<< HEAD
 the reload task, and apply the settings that live outside the Runtime (the stored responses' retention).
 The reload task polls the store's revision (one integer) about every second, or at once
+=======
+the reload task and the audit log's pruning (mlxgw.audit.retention, by the config's `audit` limits). The reload task polls the store's revision (one integer) about every second, or at once
+>>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
 on SIGHUP, and swaps in a new Runtime when it moves; a config that fails to build keeps the old Runtime
 and logs why.
 Shutdown (after uvicorn stopped accepting and let requests in flight finish, up to the shutdown
@@ -17,6 +21,7 @@ import contextlib
 import logging
 import signal
 
+from mlxgw.audit import retention
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.backends import local_profiles
 from mlxgw.server import keys, runtime
@@ -37,6 +42,7 @@ class Lifespan:
         self.store = store
         self._loaded = loaded
         self._reloader: asyncio.Task | None = None
+        self._pruner: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self.supervisor = None  # local engines (mlxgw.supervisor), created at start-up
 
@@ -64,6 +70,8 @@ class Lifespan:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # main thread, POSIX only
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
         self._reloader = asyncio.create_task(self._reload_loop(), name="mlxgw-reload")
+        self._pruner = asyncio.create_task(retention.run(store, self._audit_limits, gw.config.prune_interval),
+                                           name="mlxgw-audit-prune")
         gw.ready = True
         log.info("mlxgw serving config revision %d from %s", revision, store.where)
 
@@ -72,10 +80,11 @@ class Lifespan:
         gw.ready = False
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        if self._reloader is not None:
-            self._reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloader
+        for task in (self._reloader, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # By now uvicorn has stopped accepting and let requests in flight finish (up to `mlxgw serve
         # --shutdown-timeout`). Their audit rows go to the database first, then the engines stop; a row
         # recorded meanwhile (a request cancelled at the deadline) is in the final drain.
@@ -90,6 +99,10 @@ class Lifespan:
         await gw.http.close()
         if self.store is not None:
             self.store.engine.dispose()
+
+    def _audit_limits(self) -> tuple[float | None, int | None]:
+        snap = self.gw.runtime.snapshot
+        return snap.audit_retention, snap.audit_max_rows
 
     async def reload_once(self) -> bool:
         """Swap in the store's config if its revision moved; refresh gateway key hashes. True on a swap."""
