@@ -21,6 +21,7 @@ import contextlib
 import logging
 import signal
 
+from mlxgw import tracing
 from mlxgw.audit import retention
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.backends import local_profiles
@@ -60,6 +61,7 @@ class Lifespan:
         self.supervisor = gw.supervisor = Supervisor(gw.http, home() / "logs", local_profiles(gw.http))
         self.supervisor.on_event = gw.engine_counters
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
+        gw.tracer = tracing.from_env()
         observers = [gw.metrics.observe] + ([gw.tracer.observe] if gw.tracer is not None else [])
         gw.audit = AuditWriter(store, interval=gw.config.audit_interval, observers=observers)
         await gw.audit.start()
@@ -96,6 +98,8 @@ class Lifespan:
             await gw.audit.stop()
         if gw.responses is not None:
             await gw.responses.close()
+        if gw.tracer is not None:  # export the spans of the last rows
+            await asyncio.to_thread(gw.tracer.shutdown)
         await gw.http.close()
         if self.store is not None:
             self.store.engine.dispose()
