@@ -105,6 +105,8 @@ def stats(store: Store, since: float | None = None) -> dict:
 
         small = since is not None and total.get("requests", 0) <= SMALL_WINDOW
 
+        small = since is not None and total.get("requests", 0) <= SMALL_WINDOW
+
         def summary(sums: dict, where: list) -> dict:
             n = sums.get("requests", 0)
             return {"requests": n, "errors": sums.get("errors", 0),
