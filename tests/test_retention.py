@@ -1,5 +1,5 @@
 """Audit retention (issue 14): `audit: {retention, max_rows}` in gateway.yaml through validate, plan and
-export; the server pruning in the background; `mlxgw logs prune`; migration 3's indexes; and `logs stats`
+export; the server pruning in the background; `mlxgw logs prune`; migration 4's indexes; and `logs stats`
 computed in SQL agreeing with a plain computation over the same rows."""
 
 from __future__ import annotations
@@ -121,16 +121,16 @@ def test_stats_in_sql_match_a_plain_computation(home):
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
-def test_migration_3_adds_the_audit_indexes_to_a_version_2_store(home, store_kind):
+def test_migration_4_adds_the_audit_indexes_to_a_version_3_store(home, store_kind):
     Store().engine.dispose()
     path = home / "mlxgw.db"
     names = [ix.name for ix in tables.AUDIT_INDEXES]
-    with sqlite3.connect(path) as db:  # back to what version 2 had
+    with sqlite3.connect(path) as db:  # back to what version 3 had
         for name in names:
             db.execute(f"drop index {name}")
-        db.execute("update meta set value = '2' where key = 'schema_version'")
+        db.execute("update meta set value = '3' where key = 'schema_version'")
     Store().engine.dispose()
     with sqlite3.connect(path) as db:
         have = {r[0] for r in db.execute("select name from sqlite_master where type = 'index'")}
         version = db.execute("select value from meta where key = 'schema_version'").fetchone()[0]
-    assert set(names) <= have and version == str(SCHEMA_VERSION) == "3"
+    assert set(names) <= have and version == str(SCHEMA_VERSION) == "4"
