@@ -113,6 +113,7 @@ def test_stats_in_sql_match_a_plain_computation(home):
     assert s["total"] == plain(rows)
     assert s["routes"] == {k or "(none)": plain([r for r in rows if r["route"] == k]) for k in ("a", "b", None)}
     assert s["providers"] == {k: plain([r for r in rows if r["provider"] == k]) for k in ("p", "q")}
+    assert s["client_apis"] == {"openai": plain(rows)}
     recent = [r for r in rows if r["ts"] >= 1_000_250.0]  # a --since window (read through the ts index)
     s = queries.stats(store, since=1_000_250.0)
     assert s["total"] == plain(recent)

@@ -20,11 +20,7 @@ _MASKED_PREFIXES = ("headers.", "env.")
 @dataclass
 class Change:
     op: str  # + ~ - =
-<<<<<<< HEAD
-    kind: str  # defaults | responses | provider | model | route | secret | order
-=======
-    kind: str  # defaults | audit | provider | model | route | secret | order
->>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
+    kind: str  # defaults | responses | audit | provider | model | route | secret | order
     key: str
     details: list[str] = field(default_factory=list)
 
@@ -112,21 +108,11 @@ def make_plan(current: dict, desired: dict, current_secrets: dict, desired_secre
     """current/desired: canonical configs. current_secrets: provider -> (env_ref, value in clear).
     desired_secrets: provider -> (env_ref, value, or None to keep what the store has)."""
     changes: list[Change] = []
-<<<<<<< HEAD
-    for section in ("defaults", "responses"):  # top-level settings: one change each
+    for section in ("defaults", "responses", "audit"):  # top-level settings: one change each
         old, new = current.get(section, {}), desired.get(section, {})
         if old != new:
             op = "+" if not old else "-" if not new else "~"
             changes.append(Change(op, section, section, _field_changes(old, new)))
-=======
-    if current.get("defaults", {}) != desired.get("defaults", {}):
-        op = "+" if not current.get("defaults") else "-" if not desired.get("defaults") else "~"
-        changes.append(Change(op, "defaults", "defaults",
-                              _field_changes(current.get("defaults", {}), desired.get("defaults", {}))))
-    if current.get("audit", {}) != desired.get("audit", {}):
-        op = "+" if not current.get("audit") else "-" if not desired.get("audit") else "~"
-        changes.append(Change(op, "audit", "audit", _field_changes(current.get("audit", {}), desired.get("audit", {}))))
->>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
 
     cur_p = {p["name"]: p for p in current.get("providers", [])}
     providers, kept_p = _merge(current.get("providers", []), desired.get("providers", []), lambda p: p["name"], prune)
@@ -183,16 +169,9 @@ def make_plan(current: dict, desired: dict, current_secrets: dict, desired_secre
     changes += [Change("-", "secret", n) for n in current_secrets if n not in live]
 
     merged = {"version": 1}
-<<<<<<< HEAD
-    for section in ("defaults", "responses"):
+    for section in ("defaults", "responses", "audit"):
         if desired.get(section):
             merged[section] = desired[section]
-=======
-    if desired.get("defaults"):
-        merged["defaults"] = desired["defaults"]
-    if desired.get("audit"):
-        merged["audit"] = desired["audit"]
->>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
     merged["providers"] = merged_providers
     merged["routes"] = routes
     return Plan(changes, merged, secrets, checksum(current))

@@ -118,11 +118,7 @@ class Snapshot:
     """Immutable view of one config revision. Build with Snapshot(config, keys, revision)."""
 
     __slots__ = ("revision", "providers", "routes", "_exact", "_prefixes", "_regexes", "_models", "defaults",
-<<<<<<< HEAD
-                 "response_retention")
-=======
-                 "audit_retention", "audit_max_rows")
->>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
+                 "response_retention", "audit_retention", "audit_max_rows")
 
     def __init__(self, config: dict, keys: dict | None = None, revision: int = 0):
         keys = keys or {}

@@ -1,12 +1,9 @@
 """Start-up and shutdown, as a Falcon middleware (Falcon runs ASGI lifespan through middleware).
 
 Start-up: open the store, build the first Runtime, start the shared HTTP client, the audit writer and
-<<<<<<< HEAD
-the reload task, and apply the settings that live outside the Runtime (the stored responses' retention).
-The reload task polls the store's revision (one integer) about every second, or at once
-=======
-the reload task and the audit log's pruning (mlxgw.audit.retention, by the config's `audit` limits). The reload task polls the store's revision (one integer) about every second, or at once
->>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
+the reload task, the audit log's pruning (mlxgw.audit.retention, by the config's `audit` limits), and apply
+the settings that live outside the Runtime (the stored responses' retention). The reload task polls the
+store's revision (one integer) about every second, or at once
 on SIGHUP, and swaps in a new Runtime when it moves; a config that fails to build keeps the old Runtime
 and logs why.
 Shutdown (after uvicorn stopped accepting and let requests in flight finish, up to the shutdown
@@ -22,7 +19,7 @@ import logging
 import signal
 
 from mlxgw import tracing
-from mlxgw.audit import retention
+from mlxgw.audit import retention as audit_retention
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.backends import local_profiles
 from mlxgw.server import keys, runtime
@@ -72,7 +69,7 @@ class Lifespan:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # main thread, POSIX only
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
         self._reloader = asyncio.create_task(self._reload_loop(), name="mlxgw-reload")
-        self._pruner = asyncio.create_task(retention.run(store, self._audit_limits, gw.config.prune_interval),
+        self._pruner = asyncio.create_task(audit_retention.run(store, self._audit_limits, gw.config.prune_interval),
                                            name="mlxgw-audit-prune")
         gw.ready = True
         log.info("mlxgw serving config revision %d from %s", revision, store.where)

@@ -15,25 +15,16 @@ from mlxgw.store import tables
 from mlxgw.store.db import Store, home
 from mlxgw.store.secrets import SecretBox
 
-SETTINGS = ("defaults", "responses")  # the config's top-level sections, one `settings` row each
+SETTINGS = ("defaults", "responses", "audit")  # the config's top-level sections, one `settings` row each
 
 
 def read_config(s: Session) -> dict:
     """The store's config in canonical form, providers and routes in their stored order."""
     out: dict = {"version": 1}
-<<<<<<< HEAD
     for key in SETTINGS:
         row = s.get(tables.Setting, key)
         if row and row.value:
             out[key] = row.value
-=======
-    defaults = s.get(tables.Setting, "defaults")
-    if defaults and defaults.value:
-        out["defaults"] = defaults.value
-    audit = s.get(tables.Setting, "audit")
-    if audit and audit.value:
-        out["audit"] = audit.value
->>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
     providers = []
     for p in s.scalars(select(tables.Provider).order_by(tables.Provider.position, tables.Provider.id)):
         spec = dict(p.spec)
@@ -80,13 +71,8 @@ def load_runtime(store: Store, box: SecretBox | None = None) -> tuple[int, dict,
 def write_plan(s: Session, plan: Plan, source: str, box: SecretBox | None) -> int:
     """Write the plan's merged config inside the caller's write transaction and record a revision."""
     now = time.time()
-<<<<<<< HEAD
     for key in SETTINGS:
         _sync_setting(s, key, plan.merged.get(key))
-=======
-    _sync_setting(s, "defaults", plan.merged.get("defaults"))
-    _sync_setting(s, "audit", plan.merged.get("audit"))
->>>>>>> fd0af52 (Audit retention: audit: {retention, max_rows} in gateway.yaml, pruned in the background in small batches; mlxgw logs prune --older-than; migration 3 indexes and logs stats computed in SQL)
     _sync_providers(s, plan.merged["providers"], now)
     _sync_routes(s, plan.merged["routes"], now)
     live = {p["name"] for p in plan.merged["providers"]}

@@ -155,4 +155,5 @@ AUDIT_INDEXES = (
     Index("ix_requests_duration", RequestLog.duration_ms, RequestLog.ts),
     Index("ix_requests_route_duration", RequestLog.route, RequestLog.duration_ms, RequestLog.ts),
     Index("ix_requests_provider_duration", RequestLog.provider, RequestLog.duration_ms, RequestLog.ts),
+    Index("ix_requests_client_duration", RequestLog.client_api, RequestLog.duration_ms, RequestLog.ts),
 )
