@@ -3,7 +3,7 @@ _mlxgw_subs() {
   case "$1" in
     "") echo "apply clients completion diff export init keys logs models providers serve tokens ui validate" ;;
     "keys") echo "generate rotate" ;;
-    "logs") echo "stats tail" ;;
+    "logs") echo "prune stats tail" ;;
     "models") echo "list logs start stop" ;;
     "providers") echo "list set-key" ;;
     "tokens") echo "create list revoke" ;;
@@ -28,7 +28,8 @@ _mlxgw() {
     "keys") opts="generate rotate --help" ;;
     "keys generate") opts="--help" ;;
     "keys rotate") opts="--db --help --json" ;;
-    "logs") opts="stats tail --help" ;;
+    "logs") opts="prune stats tail --help" ;;
+    "logs prune") opts="--db --help --json --older-than --yes" ;;
     "logs stats") opts="--db --help --json --since" ;;
     "logs tail") opts="--db --follow --help --interval --json --lines" ;;
     "models") opts="list logs start stop --help" ;;

@@ -48,9 +48,15 @@ complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcomma
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from keys; and __fish_seen_subcommand_from rotate' -l json
-complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from stats tail' -a stats -d 'Requests, errors, p50/p95 latency, failovers and tokens, in total and '
-complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from stats tail' -a tail -d 'Show the latest requests (--json: one object per line).'
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from prune stats tail' -a prune -d 'Delete audit rows older than DURATION, in small batches (a running ser'
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from prune stats tail' -a stats -d 'Requests, errors, p50/p95 latency, failovers and tokens, in total and '
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and not __fish_seen_subcommand_from prune stats tail' -a tail -d 'Show the latest requests (--json: one object per line).'
 complete -c mlxgw -n '__fish_seen_subcommand_from logs' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from prune' -l db
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from prune' -l help
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from prune' -l json
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from prune' -l older-than
+complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from prune' -l yes
 complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l db
 complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l help
 complete -c mlxgw -n '__fish_seen_subcommand_from logs; and __fish_seen_subcommand_from stats' -l json

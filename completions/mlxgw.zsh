@@ -23,7 +23,8 @@ _mlxgw_lists() {
     "keys") subs=('generate:Print a new Fernet master key (for MLXGW_MASTER_KEY).' 'rotate:Re-encrypt every stored secret under a new master key.'); opts=(--help) ;;
     "keys generate") subs=(); opts=(--help) ;;
     "keys rotate") subs=(); opts=(--db --help --json) ;;
-    "logs") subs=('stats:Requests, errors, p50/p95 latency, failovers and tokens, in total and ' 'tail:Show the latest requests (--json: one object per line).'); opts=(--help) ;;
+    "logs") subs=('prune:Delete audit rows older than DURATION, in small batches (a running ser' 'stats:Requests, errors, p50/p95 latency, failovers and tokens, in total and ' 'tail:Show the latest requests (--json: one object per line).'); opts=(--help) ;;
+    "logs prune") subs=(); opts=(--db --help --json --older-than --yes) ;;
     "logs stats") subs=(); opts=(--db --help --json --since) ;;
     "logs tail") subs=(); opts=(--db --follow --help --interval --json --lines) ;;
     "models") subs=('list:Configured local models: state, port, pid, memory, uptime, last use an' 'logs:The engines log (its output, and mlxgws start/stop notes).' 'start:Start a local model and wait until it is ready (the engines last log l' 'stop:Stop a local model (requests in flight get up to 30 s to finish).'); opts=(--help) ;;

@@ -1,10 +1,19 @@
-"""Shared fixtures: every test gets its own MLXGW_HOME (a real SQLite file) and master key."""
+"""Shared fixtures: every test gets its own MLXGW_HOME (a real SQLite file) and master key.
+
+Tests (or modules) marked `both_stores` run twice: on SQLite, and on a fresh PostgreSQL database of their
+own (MLXGW_DB points at it, so the CLI, the server and Store() all use it). The PostgreSQL server is
+MLXGW_TEST_PG_URL (what .ci/run exports), else a throwaway cluster started here for the session
+(tests/pg_cluster.py) when Debian's postgresql is installed. Under CI=true a missing PostgreSQL fails
+these tests; elsewhere it skips them, saying how to get it.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,11 +26,62 @@ SENTINEL_OPENAI = "sk-SENTINEL-openai-7f3a9c1e5b"
 SENTINEL_ANTHROPIC = "sk-ant-SENTINEL-2d8e4f6a0c"
 
 
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("both_stores") and "store_kind" in metafunc.fixturenames:
+        if any("store_kind" in m.args[0] for m in metafunc.definition.iter_markers("parametrize")):
+            return  # the test picks its store itself
+        metafunc.parametrize("store_kind", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
+def store_kind(request) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """The admin URL of a PostgreSQL server the tests may create databases on."""
+    url = os.environ.get("MLXGW_TEST_PG_URL")
+    if url:
+        yield url
+        return
+    from tests import pg_cluster
+
+    if pg_cluster.bin_dir() is None:
+        why = "PostgreSQL is not installed: apt-get install postgresql, or set MLXGW_TEST_PG_URL"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    folder = Path(tempfile.mkdtemp(prefix="mlxgw-pg-"))
+    url = pg_cluster.start(folder)
+    try:
+        yield url
+    finally:
+        pg_cluster.stop(folder)
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = "t_" + uuid.uuid4().hex[:16]
+    admin = sa.create_engine(pg_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield sa.engine.make_url(pg_server).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, request, store_kind) -> Path:
     h = tmp_path / "home"
     monkeypatch.setenv("MLXGW_HOME", str(h))
     monkeypatch.delenv("MLXGW_DB", raising=False)
+    if store_kind == "postgresql":
+        monkeypatch.setenv("MLXGW_DB", request.getfixturevalue("pg_url"))
     monkeypatch.setenv("MLXGW_MASTER_KEY", Fernet.generate_key().decode())
     monkeypatch.setenv("OPENAI_API_KEY", SENTINEL_OPENAI)
     monkeypatch.setenv("ANTHROPIC_API_KEY", SENTINEL_ANTHROPIC)

@@ -12,6 +12,8 @@ from mlxgw.audit import queries
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.store.db import Store
 
+pytestmark = pytest.mark.both_stores  # SQLite and PostgreSQL (tests/conftest.py)
+
 
 def row(i: int, **kw) -> dict:
     base = {"id": f"req_{i:06d}", "ts": 1_000_000.0 + i, "client_api": "openai", "backend_api": "openai",

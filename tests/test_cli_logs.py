@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -11,6 +13,8 @@ import time
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.store.db import Store
 from tests.test_audit import row
+
+pytestmark = pytest.mark.both_stores  # SQLite and PostgreSQL (tests/conftest.py)
 
 
 def write(*rows: dict) -> None:

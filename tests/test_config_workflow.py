@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
+from sqlalchemy import func, select
+
+from mlxgw.store import tables
+from mlxgw.store.db import Store
 
 from tests.conftest import EXAMPLES, ROOT
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
+pytestmark = pytest.mark.both_stores  # SQLite and PostgreSQL (tests/conftest.py)
 
 
 def revisions(home) -> int:
-    with sqlite3.connect(home / "mlxgw.db") as db:
-        return db.execute("select count(*) from revisions").fetchone()[0]
+    store = Store()  # the test's store: SQLite under `home`, or its PostgreSQL database (MLXGW_DB)
+    try:
+        with store.session() as s:
+            return s.scalar(select(func.count()).select_from(tables.Revision))
+    finally:
+        store.engine.dispose()
 
 
 def test_examples_exist():

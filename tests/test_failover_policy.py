@@ -125,7 +125,7 @@ def test_migration_2_adds_the_attempt_columns_to_a_version_1_store(home):
         assert {"attempts_detail", "failovers"} <= cols
         assert db.execute("select failovers from requests where id = 'req_old'").fetchone()[0] == 0
         assert db.execute("select value from meta where key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
-    assert SCHEMA_VERSION >= 2  # 3: the stored responses (issue 11)
+    assert SCHEMA_VERSION >= 2  # 3: the stored responses (issue 11); 4: the audit indexes (issue 14)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])

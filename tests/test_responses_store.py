@@ -17,17 +17,16 @@ from mlxgw.store.responses import ResponseStore
 from tests import conformance
 
 
+pytestmark = pytest.mark.both_stores  # SQLite and PostgreSQL (tests/conftest.py)
+
+
 @pytest.fixture
-def db(tmp_path):
-    """A fresh SQLite store; with MLXGW_TEST_PG_URL set (e.g. postgresql+psycopg://pg@127.0.0.1:5432/db), a
-    PostgreSQL one instead, emptied first: the store is plain SQLAlchemy Core, this proves it there."""
-    url = os.environ.get("MLXGW_TEST_PG_URL")
-    if not url:
-        return Store(f"sqlite:///{tmp_path / 'mlxgw.db'}")
-    store = Store(url)
-    with store.engine.begin() as conn:
-        conn.execute(text("delete from responses"))
-    return store
+def db(tmp_path, request, store_kind):
+    """A fresh store: SQLite, and again on a fresh PostgreSQL database of its own (tests/conftest.py):
+    the store is plain SQLAlchemy Core, this proves it there."""
+    if store_kind == "postgresql":
+        return Store(request.getfixturevalue("pg_url"))
+    return Store(f"sqlite:///{tmp_path / 'mlxgw.db'}")
 
 
 def turn(rid: str, text_in: str, answer: str, prev: str | None = None, **req) -> tuple[dict, list[dict]]:

@@ -50,6 +50,7 @@ def test_tokens_are_stored_hashed_and_listed_without_secrets(home, cli):
     assert code == 1 and "invalid key name" in err
 
 
+@pytest.mark.both_stores
 def test_requests_need_a_valid_key(gw, cli, upstream):  # noqa: F811
     token = create_token(cli, "ci")
     time.sleep(0.5)  # the server refreshes key hashes on its reload tick

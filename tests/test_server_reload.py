@@ -3,6 +3,8 @@ finishes on the config it started with."""
 
 from __future__ import annotations
 
+import pytest
+
 import threading
 import time
 
@@ -12,6 +14,8 @@ from mlxgw.server import ServerConfig
 from tests import conformance
 from tests.gateway_harness import apply_config, openai_config, running_gateway
 from tests.upstream import Reply, upstream, upstream_server  # noqa: F401
+
+pytestmark = pytest.mark.both_stores  # SQLite and PostgreSQL (tests/conftest.py)
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

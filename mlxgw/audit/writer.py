@@ -12,6 +12,10 @@ When the database refuses a batch:
   in halves until the bad rows are alone; the good rows are written, each bad row is logged, counted in
   `dead` and appended to the dead-letter file (`audit-dead-letter.jsonl` in MLXGW_HOME, mode 0600). One
   bad row never holds back the others.
+
+`observers` (the metrics, the tracer) see each finished row as it is recorded (after it was made
+storable), so everything derived from a request's outcome needs no hook in the endpoints; an observer
+that raises is logged, never propagated.
 """
 
 from __future__ import annotations
@@ -55,16 +59,22 @@ def storable_row(row: dict) -> dict:
             if isinstance(a, dict) else a for a in detail]
     return out
 
+log = logging.getLogger("mlxgw.audit")
+_LIMITS = tuple((c.name, c.type.length) for c in RequestLog.__table__.columns
+                if getattr(c.type, "length", None) and c.name != "id")
+
 
 class AuditWriter(BatchWriter):
     label = "audit log"
 
     def __init__(self, store: Store, interval: float = 0.2, batch: int = 1000, max_pending: int = 100_000,
-                 dead_letter: Path | None = None):
+                 dead_letter: Path | None = None, observers: tuple = ()):
         super().__init__(interval, batch, max_pending)
         self._store = store
         self._dead_letter = dead_letter
+        self._observers = tuple(observers)
         self.dead = 0  # rows the database refused on their own: logged and kept in the dead-letter file
+        self.dropped = 0  # rows given up on (for /metrics)
 
     @property
     def pending(self) -> int:
@@ -77,7 +87,19 @@ class AuditWriter(BatchWriter):
             row = storable_row(row)
         except Exception:  # a malformed row still gets its chance; the split below isolates it
             log.exception("audit log: cannot clean row %s", row.get("id"))
+        for observe in self._observers:
+            try:
+                observe(row)
+            except Exception:
+                log.exception("audit observer failed on row %s", row.get("id"))
         self._queue(row)
+
+    async def stop(self) -> None:
+        await super().stop()
+        self.dropped += len(self._pending)  # what even the last try could not write
+
+    def _dropped(self, rows: list[dict]) -> None:
+        self.dropped += len(rows)
 
     def _write(self, rows: list[dict]) -> None:
         """Insert `rows`; raise only when the database itself fails (then nothing was written)."""
@@ -94,6 +116,11 @@ class AuditWriter(BatchWriter):
             self._write(rows[mid:])
 
     def _insert(self, rows: list[dict]) -> None:
+        for row in rows:  # PostgreSQL enforces VARCHAR lengths: a client's 10 kB model name must not sink a batch
+            for name, limit in _LIMITS:
+                v = row.get(name)
+                if v is not None and len(v) > limit:
+                    row[name] = v[:limit]
         # The engine, not Store.session: that maps every driver error to a StoreError, and here a
         # refused row must be told apart from a failing database.
         with self._store.engine.execution_options(sqlite_immediate=True).begin() as conn:

@@ -1,5 +1,5 @@
-"""mlxgw logs tail | stats: read the audit log. The library is imported inside each command, so other
-commands do not pay for it."""
+"""mlxgw logs tail | stats | prune: read and prune the audit log. The library is imported inside each
+command, so other commands do not pay for it."""
 
 from __future__ import annotations
 
@@ -92,3 +92,36 @@ def stats(
             _output.say(f"per {label}:")
             for k, s in result[title].items():
                 show(f"  {k}", s)
+
+
+@logs_app.command()
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Delete rows older than this (30d, 12h, 0s: all).")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Delete audit rows older than DURATION, in small batches (a running server keeps writing)."""
+    import sys
+
+    from mlxgw.audit import retention
+    from mlxgw.config import durations
+    from mlxgw.errors import MlxgwError
+
+    try:
+        seconds = durations.parse_seconds(older_than)
+    except ValueError as exc:
+        raise MlxgwError(f"--older-than: {exc}") from None
+    store = open_store(db)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise MlxgwError("prune needs confirmation and standard input is not a terminal", "pass --yes")
+        n = retention.count_older(store, seconds)
+        if not typer.confirm(f"Delete {n} audit rows older than {older_than}?"):
+            _output.say("cancelled; nothing deleted")
+            raise typer.Exit(1)
+    deleted = retention.prune(store, retention=seconds)
+    if json:
+        _output.emit_json({"deleted": deleted, "older_than": older_than})
+    else:
+        _output.say(f"deleted {deleted} audit rows older than {older_than}")

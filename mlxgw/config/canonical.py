@@ -17,8 +17,9 @@ MODEL_KEYS = ("name", "path", "aliases", "idle_ttl", "start_timeout", "context_l
 ROUTE_KEYS = ("name", "match", "target", "fallback", "timeouts", "max_wait", "on_cold")
 DEFAULTS_KEYS = ("timeouts", "retry", "cooldown")
 SERVER_KEYS = ("allowed_hosts", "allow_origins")
+AUDIT_KEYS = ("retention", "max_rows")
 # Document-level sections kept whole (one store Setting each), in file order.
-SETTINGS = ("defaults", "responses", "server")
+SETTINGS = ("defaults", "responses", "audit", "server")
 _DURATION_FIELDS = {"connect", "first_token", "idle", "total", "cooldown", "idle_ttl", "start_timeout",
                     "backoff", "max_backoff", "max_wait"}  # fmt: skip
 
@@ -31,6 +32,8 @@ def _clean(value, key: str | None = None):
         return [_clean(v) for v in value]
     if key in _DURATION_FIELDS and isinstance(value, str):
         return durations.canonical(value)
+    if key == "retention" and isinstance(value, str):
+        return durations.canonical(value, days=True)
     return value
 
 
@@ -69,6 +72,10 @@ def server(d: dict | None) -> dict:
     return _ordered(_clean(d or {}), SERVER_KEYS)
 
 
+def audit(a: dict | None) -> dict:
+    return _ordered(_clean(a or {}), AUDIT_KEYS)
+
+
 def config(data: dict) -> dict:
     out: dict = {"version": 1}
     d = defaults(data.get("defaults"))
@@ -77,6 +84,9 @@ def config(data: dict) -> dict:
     r = responses(data.get("responses"))
     if r:
         out["responses"] = r
+    a = audit(data.get("audit"))
+    if a:
+        out["audit"] = a
     d = server(data.get("server"))
     if d:
         out["server"] = d

@@ -13,7 +13,7 @@ def parse_ms(text: str) -> int:
     """Milliseconds in a duration string; ValueError if it is not one."""
     m = _RE.match(text.strip()) if isinstance(text, str) else None
     if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 10m, 1h)")
+        raise ValueError(f"not a duration: {text!r} (use e.g. 500ms, 30s, 10m, 1h, 30d)")
     return round(float(m.group(1)) * _UNIT_MS[m.group(2)])
 
 

@@ -20,7 +20,7 @@ _MASKED_PREFIXES = ("headers.", "env.")
 @dataclass
 class Change:
     op: str  # + ~ - =
-    kind: str  # defaults | responses | server | provider | model | route | secret | order
+    kind: str  # defaults | responses | audit | server | provider | model | route | secret | order
     key: str
     details: list[str] = field(default_factory=list)
 
@@ -108,11 +108,11 @@ def make_plan(current: dict, desired: dict, current_secrets: dict, desired_secre
     """current/desired: canonical configs. current_secrets: provider -> (env_ref, value in clear).
     desired_secrets: provider -> (env_ref, value, or None to keep what the store has)."""
     changes: list[Change] = []
-    for section in SETTINGS:
-        if current.get(section, {}) != desired.get(section, {}):
-            op = "+" if not current.get(section) else "-" if not desired.get(section) else "~"
-            changes.append(Change(op, section, section,
-                                  _field_changes(current.get(section, {}), desired.get(section, {}))))
+    for section in SETTINGS:  # top-level settings: one change each
+        old, new = current.get(section, {}), desired.get(section, {})
+        if old != new:
+            op = "+" if not old else "-" if not new else "~"
+            changes.append(Change(op, section, section, _field_changes(old, new)))
 
     cur_p = {p["name"]: p for p in current.get("providers", [])}
     providers, kept_p = _merge(current.get("providers", []), desired.get("providers", []), lambda p: p["name"], prune)

@@ -121,7 +121,7 @@ class Snapshot:
     """Immutable view of one config revision. Build with Snapshot(config, keys, revision)."""
 
     __slots__ = ("revision", "providers", "routes", "_exact", "_prefixes", "_regexes", "_models", "defaults",
-                 "response_retention", "_cached")
+                 "response_retention", "audit_retention", "audit_max_rows", "_cached")
 
     def __init__(self, config: dict, keys: dict | None = None, revision: int = 0):
         keys = keys or {}
@@ -131,6 +131,9 @@ class Snapshot:
         # Stored Responses API responses are kept this long (None: the store's default, 30 days).
         self.response_retention = durations.parse_seconds(retention) if retention else None
         self.defaults = merge_timeouts(DEFAULT_TIMEOUTS, d.get("timeouts"))
+        audit = config.get("audit") or {}  # what the server's background pruning keeps (None: no limit)
+        self.audit_retention = durations.parse_seconds(audit["retention"]) if audit.get("retention") else None
+        self.audit_max_rows: int | None = audit.get("max_rows")
         retry = merge_retry(RetryPolicy(), d.get("retry"))
         cooldown = durations.parse_seconds(d["cooldown"]) if d.get("cooldown") else DEFAULT_COOLDOWN
         providers: dict[str, Provider] = {}

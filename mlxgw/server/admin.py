@@ -8,6 +8,7 @@
                                            bytes from `offset` on; `x-log-offset` says where to go on from
     GET  /admin/cooldowns                  the failover circuit breakers: providers skipped after repeated
                                            failures (open), or letting one probe through (half-open)
+    GET  /metrics                          Prometheus text (mlxgw.metrics), under the same guard
 
 /admin/models also carries `cooldowns` (the same list), so `mlxgw models list` shows them.
 
@@ -25,6 +26,7 @@ import falcon
 
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.jsonfast import dumps
+from mlxgw.metrics import CONTENT_TYPE
 from mlxgw.server.config import is_loopback
 from mlxgw.server.errors import ApiError
 from mlxgw.server.gateway import Gateway
@@ -35,20 +37,25 @@ from mlxgw.supervisor.process import tail
 MAX_LOG_CHUNK = 256 * 1024
 
 
+def check_admin(gw: Gateway, req) -> None:
+    """The caller may use the admin API (and /metrics): from loopback, or with an admin gateway key
+    (checked by the middleware already when the server requires keys)."""
+    if not is_loopback(req.remote_addr or ""):
+        if not gw.keys_required:
+            token = presented_token(req.get_header("authorization"), req.get_header("x-api-key"))
+            if token is None or gw.key_hashes.get(hashlib.sha256(token.encode()).hexdigest()) != "admin":
+                raise ApiError.of(403, "The admin API answers loopback clients, or clients with an admin "
+                                  "gateway key (mlxgw tokens create NAME --admin).",
+                                  code="forbidden", type="permission_error")
+
+
 class _Admin:
     def __init__(self, gateway: Gateway):
         self.gw = gateway
 
     def _guard(self, req):
-        """The supervisor, once the caller may use the admin API: from loopback, or with an admin gateway
-        key (checked by the middleware already when the server requires keys)."""
-        if not is_loopback(req.remote_addr or ""):
-            if not self.gw.keys_required:
-                token = presented_token(req.get_header("authorization"), req.get_header("x-api-key"))
-                if token is None or self.gw.key_hashes.get(hashlib.sha256(token.encode()).hexdigest()) != "admin":
-                    raise ApiError.of(403, "The admin API answers loopback clients, or clients with an admin "
-                                      "gateway key (mlxgw tokens create NAME --admin).",
-                                      code="forbidden", type="permission_error")
+        """The supervisor, once the caller may use the admin API."""
+        check_admin(self.gw, req)
         sup = self.gw.supervisor
         if sup is None:
             raise ApiError.of(503, "This gateway runs no local engines.", code="no_supervisor")
@@ -86,6 +93,15 @@ class AdminCooldowns(_Admin):
             if exc.status != 503:  # a gateway without local engines still has cooldowns
                 raise
         _json(resp, {"object": "list", "data": self.gw.breakers.describe()})
+
+
+class MetricsEndpoint(_Admin):
+    """GET /metrics: rendered in the event loop; the live collector only reads in-memory state."""
+
+    async def on_get(self, req, resp) -> None:
+        check_admin(self.gw, req)
+        resp.content_type = CONTENT_TYPE
+        resp.data = self.gw.metrics.render()
 
 
 class AdminModelStart(_Admin):
@@ -137,6 +153,7 @@ def _read_log(path, offset: int | None, lines: int) -> tuple[str, int]:
 def add_routes(app, gateway: Gateway) -> None:
     app.add_route("/admin/models", AdminModels(gateway))
     app.add_route("/admin/cooldowns", AdminCooldowns(gateway))
+    app.add_route("/metrics", MetricsEndpoint(gateway))
     app.add_route("/admin/models/{name}/start", AdminModelStart(gateway))
     app.add_route("/admin/models/{name}/stop", AdminModelStop(gateway))
     app.add_route("/admin/models/{name}/logs", AdminModelLogs(gateway))

@@ -35,11 +35,17 @@ class GatewayApp(falcon.asgi.App):
         # Streams need the raw ASGI `receive` to notice a client that went away (uvicorn silently drops
         # writes to a closed connection); the scope is the public way to hand it to the resource.
         scope["mlxgw.receive"] = receive
-        if scope["type"] == "http":
-            refusal = too_large(scope, self.gateway.config.max_body_bytes)
-            if refusal is not None:
-                return await refusal(send)
-        return await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            return await super().__call__(scope, receive, send)
+        refusal = too_large(scope, self.gateway.config.max_body_bytes)
+        if refusal is not None:
+            return await refusal(send)
+        gw = self.gateway  # requests in flight for /metrics: here, so a stream counts until its last byte
+        gw.in_flight += 1
+        try:
+            return await super().__call__(scope, receive, send)
+        finally:
+            gw.in_flight -= 1
 
 
 def too_large(scope, limit: int):

@@ -28,6 +28,7 @@ class ServerConfig:
     audit_interval: float = 0.2
     allowed_hosts: tuple[str, ...] = ()  # Host names served beyond loopback names and addresses
     allow_origins: tuple[str, ...] = ()  # web page origins allowed to call the gateway ("*": any)
+    prune_interval: float = 60.0  # seconds between rounds of audit pruning (`audit` in gateway.yaml)
 
     @property
     def keys_required(self) -> bool:

@@ -6,6 +6,7 @@ in one process."""
 from __future__ import annotations
 
 from mlxgw.audit.writer import AuditWriter
+from mlxgw.metrics import EngineCounters, Metrics
 from mlxgw.store.responses import ResponseStore
 from mlxgw.backends.http import HttpClient
 from mlxgw.routing import Breakers
@@ -30,3 +31,7 @@ class Gateway:
         # The providers' circuit breakers (cooldowns), in memory only, shared by every Runtime it builds,
         # so a reload keeps a failing provider cooling down.
         self.breakers = Breakers()
+        self.in_flight = 0  # HTTP requests being answered (GatewayApp counts them, streams included)
+        self.engine_counters = EngineCounters()  # the supervisor's load/evict/crash events
+        self.metrics = Metrics(self)
+        self.tracer = None  # mlxgw.tracing.Tracer when OTEL_EXPORTER_OTLP_ENDPOINT is set

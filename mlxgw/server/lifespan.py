@@ -1,8 +1,9 @@
 """Start-up and shutdown, as a Falcon middleware (Falcon runs ASGI lifespan through middleware).
 
 Start-up: open the store, build the first Runtime, start the shared HTTP client, the audit writer and
-the reload task, and apply the settings that live outside the Runtime (the stored responses' retention).
-The reload task polls the store's revision (one integer) about every second, or at once
+the reload task, the audit log's pruning (mlxgw.audit.retention, by the config's `audit` limits), and apply
+the settings that live outside the Runtime (the stored responses' retention). The reload task polls the
+store's revision (one integer) about every second, or at once
 on SIGHUP, and swaps in a new Runtime when it moves; a config that fails to build keeps the old Runtime
 and logs why.
 Shutdown (after uvicorn stopped accepting and let requests in flight finish, up to the shutdown
@@ -17,6 +18,8 @@ import contextlib
 import logging
 import signal
 
+from mlxgw import tracing
+from mlxgw.audit import retention as audit_retention
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.backends import local_profiles
 from mlxgw.server import keys, runtime
@@ -38,6 +41,7 @@ class Lifespan:
         self.store = store
         self._loaded = loaded
         self._reloader: asyncio.Task | None = None
+        self._pruner: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self.supervisor = None  # local engines (mlxgw.supervisor), created at start-up
 
@@ -53,9 +57,12 @@ class Lifespan:
         # The lifespan owns the supervisor, gw publishes it. Engine logs go under MLXGW_HOME/logs; it may
         # launch every engine kind the backends know.
         self.supervisor = gw.supervisor = Supervisor(gw.http, home() / "logs", local_profiles(gw.http))
+        self.supervisor.on_event = gw.engine_counters
         gw.runtime = runtime.build(revision, config, provider_keys, gw.http, self.supervisor, gw.breakers)
         gw.access = Access.of(gw.config.allowed_hosts, gw.config.allow_origins, config.get("server"))
-        gw.audit = AuditWriter(store, interval=gw.config.audit_interval)
+        gw.tracer = tracing.from_env()
+        observers = [gw.metrics.observe] + ([gw.tracer.observe] if gw.tracer is not None else [])
+        gw.audit = AuditWriter(store, interval=gw.config.audit_interval, observers=observers)
         await gw.audit.start()
         gw.responses = ResponseStore(store, interval=gw.config.audit_interval)
         self._apply_settings()
@@ -64,6 +71,8 @@ class Lifespan:
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # main thread, POSIX only
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
         self._reloader = asyncio.create_task(self._reload_loop(), name="mlxgw-reload")
+        self._pruner = asyncio.create_task(audit_retention.run(store, self._audit_limits, gw.config.prune_interval),
+                                           name="mlxgw-audit-prune")
         gw.ready = True
         log.info("mlxgw serving config revision %d from %s", revision, store.where)
 
@@ -72,10 +81,11 @@ class Lifespan:
         gw.ready = False
         with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        if self._reloader is not None:
-            self._reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reloader
+        for task in (self._reloader, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # By now uvicorn has stopped accepting and let requests in flight finish (up to `mlxgw serve
         # --shutdown-timeout`). Their audit rows go to the database first, then the engines stop; a row
         # recorded meanwhile (a request cancelled at the deadline) is in the final drain.
@@ -87,9 +97,15 @@ class Lifespan:
             await gw.audit.stop()
         if gw.responses is not None:
             await gw.responses.close()
+        if gw.tracer is not None:  # export the spans of the last rows
+            await asyncio.to_thread(gw.tracer.shutdown)
         await gw.http.close()
         if self.store is not None:
             self.store.engine.dispose()
+
+    def _audit_limits(self) -> tuple[float | None, int | None]:
+        snap = self.gw.runtime.snapshot
+        return snap.audit_retention, snap.audit_max_rows
 
     async def reload_once(self) -> bool:
         """Swap in the store's config if its revision moved; refresh gateway key hashes. True on a swap."""

@@ -16,7 +16,12 @@ from sqlalchemy.orm import sessionmaker
 from mlxgw.errors import SchemaVersionError, StoreError, StoreLockedError, StoreReadOnlyError
 from mlxgw.store import tables
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# PostgreSQL: writers take this transaction-scoped advisory lock first, the counterpart of SQLite's
+# BEGIN IMMEDIATE. Two `mlxgw apply` on two machines then run one after the other, and the second sees
+# that the store moved since its plan ("the store changed ... run the command again") instead of both
+# writing from the same base. Readers (the servers' reload polls, the request path's nothing) never wait.
+WRITE_LOCK = 0x6D6C7867  # "mlxg"
 
 
 def home() -> Path:
@@ -97,7 +102,15 @@ def _add_columns(conn, table: str, columns: dict[str, str]) -> None:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {kind}{suffix}"))
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m3, 4: _m4}
+def _m5(conn) -> None:
+    """Indexes that keep `logs stats` and `logs tail` fast at a million rows (issue 14): percentiles are
+    read by walking (group, duration) in order instead of loading every row, and the newest rows come off
+    the end of (ts, id). (A store created at version 5 has them already: migration 1 made them.)"""
+    for index in tables.AUDIT_INDEXES:
+        index.create(conn, checkfirst=True)
+
+
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m3, 4: _m4, 5: _m5}
 
 
 class Store:
@@ -107,6 +120,9 @@ class Store:
         self.url = resolve_url(url)
         self.where = display_url(self.url)
         u = make_url(self.url)
+        if u.drivername == "postgresql":  # SQLAlchemy's default driver is psycopg2; mlxgw[postgres] is psycopg 3
+            u = u.set(drivername="postgresql+psycopg")
+            self.url = u.render_as_string(hide_password=False)
         self.sqlite = u.get_backend_name() == "sqlite"
         kwargs: dict = {}
         # A "file:" URI (uri=true, e.g. mode=ro) is opened as given: no folder or file is made for it.
@@ -138,6 +154,8 @@ class Store:
         with self._translate():
             with (self._writers if write else self._sessions)() as s:
                 try:
+                    if write and not self.sqlite:
+                        self._lock(s)
                     yield s
                     s.commit()
                 except BaseException:
@@ -157,6 +175,8 @@ class Store:
             if current == SCHEMA_VERSION:
                 return
             with self.engine.execution_options(sqlite_immediate=True).begin() as conn:
+                if not self.sqlite:  # replicas starting together on an empty PostgreSQL: one migrates
+                    self._lock(conn)
                 if _version(self.engine, conn) != current:  # another process migrated meanwhile
                     return
                 for v in range(current + 1, SCHEMA_VERSION + 1):
@@ -165,6 +185,10 @@ class Store:
                     tables.Meta.__table__.delete().where(tables.Meta.key == "schema_version")
                 )
                 conn.execute(tables.Meta.__table__.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def _lock(self, conn) -> None:
+        if self.engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK})
 
     @contextlib.contextmanager
     def _translate(self):

@@ -67,6 +67,8 @@ class Supervisor:
         self._reaper: asyncio.Task | None = None
         self._closed = False
         self.stop_grace = STOP_GRACE
+        # Told of engine events for the metrics: on_event("loaded"|"evicted"|"crashed", provider, model, seconds).
+        self.on_event: Callable[..., None] | None = None
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -317,6 +319,7 @@ class Supervisor:
         m.stale = False
         self._move(m, READY)
         log.info("local model %s/%s ready in %.1fs", m.provider, m.name, m.start_seconds[-1])
+        self._emit("loaded", m, m.start_seconds[-1])
 
     async def _make_room(self, m: ManagedModel, profile: EngineProfile) -> None:
         """Evict idle models (least recently used first) until `m` fits the memory budget and its
@@ -325,6 +328,7 @@ class Supervisor:
         while (pick := room.next_eviction(m, need, self.models.values(), self.profiles, self.budget)) is not None:
             victim, why = pick
             log.info("evicting idle model %s/%s to make room for %s (%s)", victim.provider, victim.name, m.name, why)
+            self._emit("evicted", victim)
             await self._stop_shared(victim, reason=f"evicted for '{m.name}' ({why})")
 
     # --- stopping -------------------------------------------------------------------------------------
@@ -374,6 +378,14 @@ class Supervisor:
         m.exit_code = code
         m.proc, m.client, m.port, m.ready_at, m.started_at = None, None, None, None, None
         self._move(m, STOPPED)
+        self._emit("crashed", m)
+
+    def _emit(self, event: str, m: ManagedModel, seconds: float | None = None) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(event, m.provider, m.name, seconds)
+            except Exception:  # an observer's bug must not break the engine's lifecycle
+                log.exception("supervisor event observer failed")
 
     # --- the idle reaper ----------------------------------------------------------------------------
 
