@@ -122,16 +122,16 @@ def test_stats_in_sql_match_a_plain_computation(home):
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
-def test_migration_4_adds_the_audit_indexes_to_a_version_3_store(home, store_kind):
+def test_migration_5_adds_the_audit_indexes_to_a_version_4_store(home, store_kind):
     Store().engine.dispose()
     path = home / "mlxgw.db"
     names = [ix.name for ix in tables.AUDIT_INDEXES]
-    with sqlite3.connect(path) as db:  # back to what version 3 had
+    with sqlite3.connect(path) as db:  # back to what version 4 had
         for name in names:
             db.execute(f"drop index {name}")
-        db.execute("update meta set value = '3' where key = 'schema_version'")
+        db.execute("update meta set value = '4' where key = 'schema_version'")
     Store().engine.dispose()
     with sqlite3.connect(path) as db:
         have = {r[0] for r in db.execute("select name from sqlite_master where type = 'index'")}
         version = db.execute("select value from meta where key = 'schema_version'").fetchone()[0]
-    assert set(names) <= have and version == str(SCHEMA_VERSION) == "4"
+    assert set(names) <= have and version == str(SCHEMA_VERSION) == "5"
