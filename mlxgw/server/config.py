@@ -26,6 +26,7 @@ class ServerConfig:
     require_keys: bool | None = None  # None: required exactly when `host` is not loopback
     reload_interval: float = 1.0
     audit_interval: float = 0.2
+    keepalive_interval: float = 15.0  # seconds between keep-alives while a local engine prefills a stream
 
     @property
     def keys_required(self) -> bool:

@@ -6,6 +6,13 @@ get bytes) and out as one write, so nothing is buffered. It notices a client tha
 upstream closed at the next chunk), turns a mid-stream upstream failure into the translator's error
 event (the stream line: past the first byte there is no failover), records in the audit record that the
 stream broke and after how many bytes, and completes the record once the stream is over.
+
+A stream committed before its first byte (a local engine's prefill, see `server/attempts.py`) is relayed
+with `keepalive` seconds: until the translator has produced its first client bytes, every `keepalive`
+seconds without an upstream chunk sends the translator's `keepalive` bytes (an SSE comment for OpenAI
+chat and Responses, Anthropic's `ping` event), and a failure or an empty stream becomes the dialect's
+error event. The backend's own timeouts still bound the wait (`first_token`; `idle` only after the first
+chunk).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class Translator(abc.ABC):
 
     finished: bool = False
     error: str | None = None
+    keepalive: bytes = b": keep-alive\n\n"  # what a waiting client gets while the upstream is silent
 
     @abc.abstractmethod
     def feed(self, chunk: bytes) -> bytes:
@@ -77,20 +85,53 @@ async def prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> tu
             return out, tr.finished or chunk is None
 
 
+async def _waiting(chunks: AsyncIterator[bytes], every: float, pending: list):
+    """The next upstream chunk (None at the end), yielding None each `every` seconds it is not there.
+    The read runs as a task kept in `pending[0]`, so the caller can cancel it when it stops."""
+    task = pending[0] = asyncio.ensure_future(_next(chunks))
+    while True:
+        done, _ = await asyncio.wait((task,), timeout=every)
+        if done:
+            pending[0] = None
+            yield True, task.result()
+            return
+        yield False, None
+
+
 async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec: AuditRecord,
-                finish: Callable[[int, str | None], None], receive=None, *, ended: bool = False):
+                finish: Callable[[int, str | None], None], receive=None, *, ended: bool = False,
+                keepalive: float | None = None):
     """The client's stream (see the module docstring); `finish(status, error)` completes the audit record.
     `first` is the client bytes `prime()` already got out of the translator (`ended`: the upstream stream
-    is over, nothing more to read)."""
+    is over, nothing more to read); `keepalive`: the stream was not primed, send keep-alives every that
+    many seconds until the first client bytes."""
     gone = asyncio.ensure_future(receive()) if receive is not None else None
     status = 200
     sent = 0
+    pending: list = [None]
     try:
         if first:
             yield first
             sent += len(first)
         if ended or tr.finished:
             return
+        while keepalive is not None and not sent:  # committed before the first token: keep the client alive
+            async for got, chunk in _waiting(chunks, keepalive, pending):
+                if not got:
+                    yield tr.keepalive
+                    if gone is not None and gone.done():
+                        status, tr.error = 499, "client disconnected"
+                        return
+                    continue
+                out = tr.feed(chunk) if chunk is not None else tr.end()
+                if chunk is None and not out and not tr.error:
+                    tr.error = "the provider sent an empty stream"
+                    out = tr.failed(UpstreamProtocolError(rec.provider or "", tr.error))
+                if out:
+                    yield out
+                    sent += len(out)
+                if tr.finished or chunk is None:
+                    return
         chunk = await _next(chunks)
         while True:
             out = tr.feed(chunk) if chunk is not None else tr.end()
@@ -112,6 +153,10 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec:
     finally:
         if gone is not None and not gone.done():
             gone.cancel()
+        if pending[0] is not None:  # a read still waiting for the first token: stop it before closing
+            pending[0].cancel()
+            with contextlib.suppress(BaseException):
+                await pending[0]
         await chunks.aclose()
         rec.set_tokens(tr.tokens())
         error = tr.error
