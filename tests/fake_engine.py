@@ -11,6 +11,7 @@ check request defaults. Behaviour is set by environment variables (the provider'
     FAKE_MODE=ignore_term      ignore SIGTERM (the supervisor must SIGKILL)
     FAKE_CHILD=1               start a child process in the same process group (like mlx-openai-server)
     FAKE_TOKEN_DELAY=SECONDS   pause between streamed chunks
+    FAKE_FIRST_TOKEN_DELAY=S   a long prefill: a stream's headers go out at once, its first chunk S later
     FAKE_STARTS=FILE           append "pid port" to FILE when the server listens
 """
 
@@ -78,6 +79,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("connection", "close")
         self.end_headers()
         delay = float(os.environ.get("FAKE_TOKEN_DELAY") or 0)
+        self.wfile.flush()
+        time.sleep(float(os.environ.get("FAKE_FIRST_TOKEN_DELAY") or 0))
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": self.served}
         try:

@@ -11,10 +11,12 @@ the same target per its retry policy, failing over per `routing/policy.py`.
 The stream line: a streamed answer is normally read up to its first client bytes (`prime`) before the
 HTTP status is decided, so a failure before the first token can still fail over. A local target that is
 the last one left (nothing to fail over to) is the exception: its prefill may take minutes, during which
-neither the client nor a proxy in between should see silence, so the stream is committed at once
-(`Answer.primed` False: 200 and the SSE headers go out) and `streaming.relay` sends the dialect's
-keep-alive (`Translator.keepalive`) every `keepalive` seconds until the first token. A failure after
-that point is the dialect's error event in the stream, as for any failure past the stream line.
+neither the client nor a proxy in between should see silence. Once `keepalive` seconds passed without a
+first byte while its engine is ready (prefilling, not starting: a failed start keeps its own status),
+the stream is committed (`Answer.pending`: 200 and the SSE headers go out while `prime` still runs) and
+`streaming.relay` sends the dialect's keep-alive (`Translator.keepalive`) every `keepalive` seconds
+until the first token. A failure after that point is the dialect's error event in the stream, as for
+any failure past the stream line.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class Answer:
     chunks: UpstreamStream | None = None  # the rest of the upstream stream
     translator: Translator | None = None
     ended: bool = False  # the upstream stream already ended while `run` read up to its first content
-    primed: bool = True  # False: the stream was committed before its first byte (see the module docstring)
+    pending: asyncio.Future | None = None  # committed before its first byte: prime() still runs (module doc)
 
 
 def _describe(exc: UpstreamError) -> str:
@@ -142,7 +144,29 @@ async def _cold(backend, backend_model: str, route: Route, later: bool) -> Upstr
                                     f"is {max_wait:g}s); it keeps loading in the background")
 
 
-async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, dialect: Dialect) -> Answer:
+async def _prime_local(chunks, tr: Translator, backend, backend_model: str, every: float):
+    """`prime()` for the last local target left: (first, ended, None) when it finished, or (b"", False,
+    the prime task) to commit the stream once `every` seconds passed without a first byte while the
+    engine is ready (prefilling, not starting: a failed start keeps its own status)."""
+    priming = asyncio.ensure_future(prime(chunks, tr, backend.name))
+    try:
+        while True:
+            done, _ = await asyncio.wait((priming,), timeout=every)
+            if done:
+                first, ended = priming.result()
+                return first, ended, None
+            try:
+                if backend.supervisor.readiness(backend.name, backend_model).ready:
+                    return b"", False, priming
+            except UpstreamError:
+                pass  # dropped from the config meanwhile: the stream reports it
+    except asyncio.CancelledError:  # the client went away: stop reading the engine
+        priming.cancel()
+        raise
+
+
+async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, dialect: Dialect,
+              keepalive: float = 15.0) -> Answer:
     """The first answer of the route's targets (see the module docstring). Fills the record's attempts,
     attempts_detail, failovers, provider, backend_model, backend_api and ttfb_ms."""
     snap = rt.snapshot
@@ -199,10 +223,10 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                     chunks = backend.stream(wire, leg.body, target.timeouts, leg.headers)
                     tr = pair.translator(ex, leg, target.provider)
                     if backend.supervisor is not None and not later and n == tries:
-                        answer = Answer(target, backend, leg, None, b"", chunks, tr, primed=False)
+                        first, ended, pending = await _prime_local(chunks, tr, backend, backend_model, keepalive)
                     else:
-                        first, ended = await prime(chunks, tr, target.provider)
-                        answer = Answer(target, backend, leg, None, first, chunks, tr, ended)
+                        (first, ended), pending = await prime(chunks, tr, target.provider), None
+                    answer = Answer(target, backend, leg, None, first, chunks, tr, ended, pending)
                 else:
                     answer = Answer(target, backend, leg, await backend.call(wire, leg.body, target.timeouts,
                                                                              leg.headers))
@@ -229,7 +253,7 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
             note = {"target": target.label, "outcome": "ok", "ms": round((time.perf_counter() - began) * 1000, 1)}
             if fitted:
                 note["note"] = fitted
-            if not answer.primed:
+            if answer.pending is not None:
                 note["committed"] = "before the first token (keep-alives while the local engine prefills)"
             notes.append(note)
             rec.ttfb_ms = (time.perf_counter() - t0) * 1000

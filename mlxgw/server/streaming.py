@@ -7,12 +7,11 @@ upstream closed at the next chunk), turns a mid-stream upstream failure into the
 event (the stream line: past the first byte there is no failover), records in the audit record that the
 stream broke and after how many bytes, and completes the record once the stream is over.
 
-A stream committed before its first byte (a local engine's prefill, see `server/attempts.py`) is relayed
-with `keepalive` seconds: until the translator has produced its first client bytes, every `keepalive`
-seconds without an upstream chunk sends the translator's `keepalive` bytes (an SSE comment for OpenAI
-chat and Responses, Anthropic's `ping` event), and a failure or an empty stream becomes the dialect's
-error event. The backend's own timeouts still bound the wait (`first_token`; `idle` only after the first
-chunk).
+A stream committed before its first byte (a local engine's prefill, see `server/attempts.py`) comes with
+the `prime()` still running (`pending`): until it is done, every `keepalive` seconds the client gets the
+translator's `keepalive` bytes (an SSE comment for OpenAI chat and Responses, Anthropic's `ping` event);
+a failure before the first content then becomes the dialect's error event. The backend's own timeouts
+still bound the wait (`first_token`; `idle` only after the first chunk).
 """
 
 from __future__ import annotations
@@ -85,53 +84,31 @@ async def prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> tu
             return out, tr.finished or chunk is None
 
 
-async def _waiting(chunks: AsyncIterator[bytes], every: float, pending: list):
-    """The next upstream chunk (None at the end), yielding None each `every` seconds it is not there.
-    The read runs as a task kept in `pending[0]`, so the caller can cancel it when it stops."""
-    task = pending[0] = asyncio.ensure_future(_next(chunks))
-    while True:
-        done, _ = await asyncio.wait((task,), timeout=every)
-        if done:
-            pending[0] = None
-            yield True, task.result()
-            return
-        yield False, None
-
-
 async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec: AuditRecord,
                 finish: Callable[[int, str | None], None], receive=None, *, ended: bool = False,
-                keepalive: float | None = None):
+                pending: asyncio.Future | None = None, keepalive: float = 15.0):
     """The client's stream (see the module docstring); `finish(status, error)` completes the audit record.
     `first` is the client bytes `prime()` already got out of the translator (`ended`: the upstream stream
-    is over, nothing more to read); `keepalive`: the stream was not primed, send keep-alives every that
-    many seconds until the first client bytes."""
+    is over, nothing more to read). `pending`: the stream was committed while `prime()` still runs; its
+    (first, ended) is awaited here, with the translator's keep-alive every `keepalive` seconds."""
     gone = asyncio.ensure_future(receive()) if receive is not None else None
     status = 200
     sent = 0
-    pending: list = [None]
     try:
+        while pending is not None and not pending.done():  # committed before the first token
+            done, _ = await asyncio.wait((pending,), timeout=keepalive)
+            if not done:
+                yield tr.keepalive
+                if gone is not None and gone.done():
+                    status, tr.error = 499, "client disconnected"
+                    return
+        if pending is not None:
+            first, ended = pending.result()  # an UpstreamError here is the dialect's error event
         if first:
             yield first
             sent += len(first)
         if ended or tr.finished:
             return
-        while keepalive is not None and not sent:  # committed before the first token: keep the client alive
-            async for got, chunk in _waiting(chunks, keepalive, pending):
-                if not got:
-                    yield tr.keepalive
-                    if gone is not None and gone.done():
-                        status, tr.error = 499, "client disconnected"
-                        return
-                    continue
-                out = tr.feed(chunk) if chunk is not None else tr.end()
-                if chunk is None and not out and not tr.error:
-                    tr.error = "the provider sent an empty stream"
-                    out = tr.failed(UpstreamProtocolError(rec.provider or "", tr.error))
-                if out:
-                    yield out
-                    sent += len(out)
-                if tr.finished or chunk is None:
-                    return
         chunk = await _next(chunks)
         while True:
             out = tr.feed(chunk) if chunk is not None else tr.end()
@@ -153,10 +130,10 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec:
     finally:
         if gone is not None and not gone.done():
             gone.cancel()
-        if pending[0] is not None:  # a read still waiting for the first token: stop it before closing
-            pending[0].cancel()
+        if pending is not None and not pending.done():  # still waiting for the first token: stop it first
+            pending.cancel()
             with contextlib.suppress(BaseException):
-                await pending[0]
+                await pending
         await chunks.aclose()
         rec.set_tokens(tr.tokens())
         error = tr.error
