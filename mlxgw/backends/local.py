@@ -241,6 +241,10 @@ class LocalBackend(Backend):
         for k in _LIMIT_FIELDS:
             if k in out:
                 out[k] = room
+        thinking = out.get("thinking")  # Anthropic's rule, which an engine's Messages API may check too
+        if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int) \
+                and thinking["budget_tokens"] >= room:
+            out["thinking"] = {**thinking, "budget_tokens": max(room - 1, 1)}
         return out, f"max_tokens clamped from {asked} to {room}: the prompt is {prompt} tokens of the {limit}-token " \
                     f"context"
 
