@@ -12,7 +12,7 @@ it (a client that went away) closes the upstream request, so the engine stops ge
 Context (`fit`, before the attempt loop calls): the prompt is counted with the model's own tokenizer and
 chat template (`backends/tokencount.py`, in a worker thread, without starting the engine) only when a
 decision needs it: the model's context is known (its `context_length`, else `max_position_embeddings`)
-and the rendered prompt's UTF-8 length (a bound on its token count) plus the requested max_tokens does
+and the rendered prompt's UTF-8 length (bounding its token count) plus the requested max_tokens does
 not already fit. A prompt that leaves no room raises ContextExceeded (the next target takes it); a
 prompt that fits while prompt + max_tokens does not gets max_tokens clamped to the room left (the
 model's `on_overflow: clamp`, the default) or raises ContextExceeded (`on_overflow: fail`). The model's
@@ -102,19 +102,10 @@ def _chat_body(wire: str, body: dict) -> dict:
 
 
 def _count(path: str, chat: dict, bound_below: int | None) -> int | None:
-    """The exact prompt count (blocking: run in a worker thread), or None when the folder cannot count.
-    With `bound_below`, a prompt whose UTF-8 length + 2 (a BOS and a prefix space) is under it certainly
-    fits and is returned as that bound without being encoded."""
+    """The prompt count of `Counter.count` (blocking: run in a worker thread), or None when the model
+    folder cannot count."""
     c = tokencount.counter(path)
-    if c is None:
-        return None
-    text = c.render(chat)
-    if bound_below is not None:
-        bound = len(text.encode()) + 2
-        if bound < bound_below:
-            return bound
-    add_special = c.bos is None or not text.startswith(c.bos)
-    return len(c.tokenizer.encode(text, add_special_tokens=add_special).ids)
+    return c.count(chat, bound_below) if c is not None else None
 
 
 class LocalBackend(Backend):

@@ -130,19 +130,24 @@ class Counter:
         self.templates = templates  # name -> compiled template ("default" always there)
         self.special = special
         self.bos = special.get("bos_token")
-        self._render_lock = threading.Lock()  # a compiled template's sandbox is not shared across threads
 
     def render(self, body: dict) -> str:
         tools = body.get("tools") or None
         template = self.templates.get("tool_use") if tools else None
         template = template or self.templates["default"]
-        with self._render_lock:
-            return template.render(**self.special, messages=normalise(body.get("messages")), tools=tools,
-                                   add_generation_prompt=True)
+        return template.render(**self.special, messages=normalise(body.get("messages")), tools=tools,
+                               add_generation_prompt=True)
 
-    def count(self, body: dict) -> int:
-        """Tokens of the prompt the chat-completions `body` becomes on the engine."""
+    def count(self, body: dict, bound_below: int | None = None) -> int:
+        """Tokens of the prompt the chat-completions `body` becomes on the engine. With `bound_below`, a
+        prompt whose UTF-8 length + 4 (a bound on its tokens: each covers at least one byte, plus what a
+        post-processor adds, BOS/EOS, and a prefix space) is under it certainly fits, and that bound is
+        returned without encoding."""
         text = self.render(body)
+        if bound_below is not None:
+            bound = len(text.encode()) + 4
+            if bound < bound_below:
+                return bound
         add_special = self.bos is None or not text.startswith(self.bos)
         return len(self.tokenizer.encode(text, add_special_tokens=add_special).ids)
 
