@@ -3,18 +3,24 @@
 grown to about 30k tokens of the model's tokenizer, counted the way the gateway counts it for a local
 model (backends/tokencount.py: render the chat template, encode with tokenizer.json).
 
-    python bench/tokencount.py [--model DIR] [--tokens 30000] [--runs 20]
+    python bench/tokencount.py [--model DIR] [--tokens 30000] [--runs 20] [--tools-template]
 
 Default model: the tests' tiny model (a 512-token byte-level BPE vocabulary; a real model's 150k-token
 vocabulary makes fewer, longer tokens of the same text, so per token a real tokenizer costs about the
-same or more per character). Prints the load time (once per model folder), and the median and worst of
+same or more per character). The tiny model's template ignores tools; `--tools-template` swaps in a
+Qwen-style one that renders every tool's JSON schema with `tojson`, as agent-capable models do. Prints
+the load time (once per model folder), and the median and worst of
 render, encode and the whole count.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import json
+import shutil
 import statistics
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -27,13 +33,28 @@ from tests import claude_code_shape  # noqa: E402
 from tests.engines import tiny_model  # noqa: E402
 
 
+def with_tools_template(folder: str) -> str:
+    """A copy of the model folder whose chat template renders tools."""
+    out = Path(tempfile.mkdtemp(prefix="tokencount-"))
+    for name in ("tokenizer.json", "config.json"):
+        shutil.copy(Path(folder) / name, out / name)
+    config = json.loads((Path(folder) / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**config,
+                                                           "chat_template": claude_code_shape.TOOLS_TEMPLATE}))
+    atexit.register(shutil.rmtree, out, True)
+    return str(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="a model folder with tokenizer.json (default: the tiny model)")
     ap.add_argument("--tokens", type=int, default=30000)
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--tools-template", action="store_true", help="a chat template that renders the tools")
     args = ap.parse_args()
     folder = str(args.model or tiny_model.ensure())
+    if args.tools_template:
+        folder = with_tools_template(folder)
     t0 = time.perf_counter()
     c = tokencount.counter(folder)
     load = time.perf_counter() - t0

@@ -20,6 +20,17 @@ TOOL_NAMES = (
     "mcp__ide__executeCode",
 )
 
+# A Qwen-style chat template that renders every tool's JSON schema (`tojson`), as agent-capable models'
+# templates do (the tests' tiny model's own template ignores tools).
+TOOLS_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\n{% if messages[0].role == 'system' %}{{ messages[0].content }}{% endif %}"
+    "\n# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools><|im_end|>\n{% endif %}"
+    "{%- for message in messages %}{% if not (tools and loop.first and message.role == 'system') %}"
+    "{{ '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}{% endif %}{% endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
 PROSE = (
     "You are an interactive CLI tool that helps users with software engineering tasks. Use the instructions "
     "below and the tools available to you to assist the user. Never generate or guess URLs unless you are "

@@ -176,15 +176,6 @@ def test_count_tokens_agrees_with_the_engines_own_prompt_tokens(stack):
         assert counted == r.json()["usage"]["prompt_tokens"], case
 
 
-TOOLS_TEMPLATE = (
-    "{%- if tools %}<|im_start|>system\n{% if messages[0].role == 'system' %}{{ messages[0].content }}{% endif %}"
-    "\n# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools><|im_end|>\n{% endif %}"
-    "{%- for message in messages %}{% if not (tools and loop.first and message.role == 'system') %}"
-    "{{ '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}{% endif %}{% endfor %}"
-    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
 def test_the_count_equals_transformers_apply_chat_template_in_the_engines_install(stack, tmp_path):
     """The rendering is HF's: the same template, tools (tojson) included, gives the same token ids in
     the engine's own transformers."""
@@ -194,7 +185,8 @@ def test_the_count_equals_transformers_apply_chat_template_in_the_engines_instal
     for name in ("tokenizer.json", "special_tokens_map.json", "config.json"):
         (folder / name).write_bytes((src / name).read_bytes())
     config = json.loads((src / "tokenizer_config.json").read_text())
-    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": TOOLS_TEMPLATE}))
+    template = claude_code_shape.TOOLS_TEMPLATE
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
     chat = an.to_openai_request(claude_code_shape.request("tiny", 0.05), "tiny")
     ours = tokencount.counter(str(folder)).count(chat)
     python = str(Path(stack.exe).parent / "python")
