@@ -38,9 +38,14 @@ def gw(home, cli, tmp_path):
         "version": 1,
         "providers": [
             provider("prefill", {"FAKE_FIRST_TOKEN_DELAY": str(PREFILL)}, {"idle": "1s"}),
+            # mlx-openai-server's way: a role-only chunk at once, then the prefill
+            provider("rolefirst", {"FAKE_FIRST_TOKEN_DELAY": str(PREFILL), "FAKE_ROLE_CHUNK": "1"}, {"idle": "1s"}),
+            provider("stalls", {"FAKE_TOKEN_DELAY": "3"}, {"idle": "1s"}),  # a token, then 3 s of silence
             provider("stuck", {"FAKE_FIRST_TOKEN_DELAY": "30"}, {"idle": "1s", "first_token": "2s"}),
         ],
         "routes": [{"match": {"exact": "slow"}, "target": "prefill/m"},
+                   {"match": {"exact": "rolefirst"}, "target": "rolefirst/m"},
+                   {"match": {"exact": "stalls"}, "target": "stalls/m"},
                    {"match": {"exact": "stuck"}, "target": "stuck/m"}],
     }
     apply_config(cli, tmp_path, yaml.safe_dump(config))
@@ -92,6 +97,22 @@ def test_a_long_prefill_keeps_a_streaming_client_alive_and_is_not_cut_at_the_idl
 
 
 @pytest.mark.parametrize("dialect", ["openai", "anthropic", "responses"])
+def test_an_engine_that_sends_its_role_chunk_then_prefills_keeps_the_client_alive_past_idle(gw, dialect):
+    """The stream starts at once (the role chunk is the client's first bytes), then keep-alives follow
+    while the engine prefills, and the 1 s idle timeout does not cut it: idle runs from the first token."""
+    status, headers, pieces = stream(gw, dialect, "rolefirst")
+    assert status == 200
+    text = b"".join(pieces)
+    assert not text.startswith(KEEPALIVE[dialect])
+    assert text.count(KEEPALIVE[dialect]) >= 2, text
+    assert END[dialect] in text and b"timeout" not in text, text
+    rid = headers.get("x-request-id") or headers.get("request-id")
+    rows = [r for r in wait_for_rows(gw, 1) if r["id"] == rid]
+    assert rows and rows[0]["status"] == 200 and rows[0]["error"] is None
+    assert "committed" not in rows[0]["attempts_detail"][-1]
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "responses"])
 def test_a_first_token_timeout_after_the_commit_is_the_dialects_error_event(gw, dialect):
     status, _, pieces = stream(gw, dialect, "stuck")
     assert status == 200
@@ -110,3 +131,11 @@ def test_a_first_token_timeout_after_the_commit_is_the_dialects_error_event(gw, 
         assert error["type"] == "error" and error["error"]["type"] == "timeout_error"
     else:
         assert error["type"] == "response.failed"
+
+
+def test_after_the_first_token_the_idle_timeout_applies(gw):
+    status, _, pieces = stream(gw, "openai", "stalls")
+    assert status == 200
+    text = b"".join(pieces)
+    assert b'"content": "echo' in text or b'"content":"echo' in text, text  # the first token reached the client
+    assert b"idle timeout of 1s" in text and b"[DONE]" not in text, text

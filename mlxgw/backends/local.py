@@ -9,6 +9,11 @@ request. Timeouts start when the engine is ready, so a cold start counts in the 
 against the first-token timeout. A stream holds its lease until it ends or the caller closes it; closing
 it (a client that went away) closes the upstream request, so the engine stops generating.
 
+Timeouts of a stream: an engine answers at once with a first chunk that holds no token (mlx-openai-server's
+role chunk; message_start), then prefills, which for an agent's prompt can take minutes. So the `idle`
+timeout counts only from the first generated token; until then the gaps are bounded by `first_token`
+(local engines: 10 minutes by default, see routing/snapshot.py) and the whole by `total`.
+
 Context (`fit`, before the attempt loop calls): the prompt is counted with the model's own tokenizer and
 chat template (`backends/tokencount.py`, in a worker thread, without starting the engine) only when a
 decision needs it: the model's context is known (its `context_length`, else `max_position_embeddings`)
@@ -23,13 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from mlxgw import kinds
 from mlxgw.backends import tokencount
 from mlxgw.backends.anthropic import AnthropicBackend
 from mlxgw.backends.base import (
     Backend, ChatResult, ContextExceeded, Timeouts, UpstreamConnectError, UpstreamError, UpstreamStream,
+    UpstreamTimeout,
 )  # fmt: skip
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.openai_compat import OpenAICompatBackend
@@ -90,6 +98,35 @@ def apply_defaults(body: dict, defaults: dict) -> dict:
     return out if out is not None else body
 
 
+# A generated token in a chunk of the engine's stream: text, reasoning or tool-call arguments (OpenAI's
+# chat chunks), or a content block's delta (Anthropic's Messages events).
+_TOKEN = {
+    OPENAI_CHAT: re.compile(rb'"(?:content|reasoning_content|reasoning|arguments)":\s*"[^"]|"tool_calls":\s*\[\s*\{'),
+    ANTHROPIC_MESSAGES: re.compile(rb'"type":\s*"content_block_delta"'),
+}
+
+
+async def _idle_after_token(chunks, first: bytes, wire: str, idle: float, provider: str):
+    """The rest of an engine's stream, with the `idle` timeout from the first generated token on: before
+    it (an engine sends its role chunk or message_start at once, then prefills), the gaps are bounded by
+    the first_token timeout the request was opened with."""
+    token = _TOKEN[wire]
+    seen = token.search(first) is not None
+    while True:
+        try:
+            if seen:
+                async with asyncio.timeout(idle):
+                    chunk = await chunks.__anext__()
+            else:
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UpstreamTimeout(provider, "idle", idle) from None
+        seen = seen or token.search(chunk) is not None
+        yield chunk
+
+
 def _asked(body: dict) -> int | None:
     """The most tokens the request may generate, when it says."""
     values = [v for k in _LIMIT_FIELDS if isinstance(v := body.get(k), int) and not isinstance(v, bool)]
@@ -142,7 +179,7 @@ class LocalBackend(Backend):
                     raise
                 raise _Redial from exc
 
-    async def _relay(self, body: dict, open_stream) -> AsyncIterator[bytes]:
+    async def _relay(self, body: dict, open_stream, wire: str, idle: float) -> AsyncIterator[bytes]:
         for last in (False, True):
             redial = False
             async with self.supervisor.lease(self.name, body.get("model") or "") as m:
@@ -158,7 +195,7 @@ class LocalBackend(Backend):
                         redial = True
                     if not redial:
                         yield first
-                        async for chunk in chunks:
+                        async for chunk in _idle_after_token(chunks, first, wire, idle, self.name):
                             yield chunk
                         return
                 finally:
@@ -185,11 +222,13 @@ class LocalBackend(Backend):
         if wire not in self.wires:
             raise self.unspoken(wire)
 
+        prefill = replace(t, idle=max(t.idle, t.first_token))  # idle runs from the first token: see above
+
         def open_stream(m, filled):
-            chunks = self._client(m, wire).stream(wire, filled, t, headers)
+            chunks = self._client(m, wire).stream(wire, filled, prefill, headers)
             return self.profile.fix_stream(filled, chunks) if wire == OPENAI_CHAT else chunks
 
-        return UpstreamStream().attach(self._relay(body, open_stream))
+        return UpstreamStream().attach(self._relay(body, open_stream, wire, t.idle))
 
     def _model(self, body: dict):
         try:

@@ -15,7 +15,8 @@ neither the client nor a proxy in between should see silence. Once `keepalive` s
 first byte while its engine is ready (prefilling, not starting: a failed start keeps its own status),
 the stream is committed (`Answer.pending`: 200 and the SSE headers go out while `prime` still runs) and
 `streaming.relay` sends the dialect's keep-alive (`Translator.keepalive`) every `keepalive` seconds
-until the first token. A failure after that point is the dialect's error event in the stream, as for
+until the first token. Every stream from a local engine gets those keep-alives in its silences
+(`Answer.keepalive`), also when the engine's first chunk came at once and the prefill follows it. A failure after that point is the dialect's error event in the stream, as for
 any failure past the stream line.
 """
 
@@ -73,6 +74,7 @@ class Answer:
     translator: Translator | None = None
     ended: bool = False  # the upstream stream already ended while `run` read up to its first content
     pending: asyncio.Future | None = None  # committed before its first byte: prime() still runs (module doc)
+    keepalive: float | None = None  # a local engine's stream: keep-alives after this many silent seconds
 
 
 def _describe(exc: UpstreamError) -> str:
@@ -226,7 +228,8 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                         first, ended, pending = await _prime_local(chunks, tr, backend, backend_model, keepalive)
                     else:
                         (first, ended), pending = await prime(chunks, tr, target.provider), None
-                    answer = Answer(target, backend, leg, None, first, chunks, tr, ended, pending)
+                    answer = Answer(target, backend, leg, None, first, chunks, tr, ended, pending,
+                                    keepalive if backend.supervisor is not None else None)
                 else:
                     answer = Answer(target, backend, leg, await backend.call(wire, leg.body, target.timeouts,
                                                                              leg.headers))

@@ -89,7 +89,7 @@ class Inference:
             resp.stream = relay(ans.first, ans.chunks, ans.translator, rec,
                                 lambda status, err: self._finish(rec, t0, status, err),
                                 req.scope.get("mlxgw.receive"), ended=ans.ended, pending=ans.pending,
-                                keepalive=self.gw.config.keepalive_interval)
+                                keepalive=ans.keepalive)
             return
         dialect.answered(resp, ans.result.headers)
         out, tokens = ans.leg.pair.response(ex, ans.leg, ans.result)

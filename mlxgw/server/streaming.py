@@ -7,11 +7,12 @@ upstream closed at the next chunk), turns a mid-stream upstream failure into the
 event (the stream line: past the first byte there is no failover), records in the audit record that the
 stream broke and after how many bytes, and completes the record once the stream is over.
 
-A stream committed before its first byte (a local engine's prefill, see `server/attempts.py`) comes with
-the `prime()` still running (`pending`): until it is done, every `keepalive` seconds the client gets the
-translator's `keepalive` bytes (an SSE comment for OpenAI chat and Responses, Anthropic's `ping` event);
-a failure before the first content then becomes the dialect's error event. The backend's own timeouts
-still bound the wait (`first_token`; `idle` only after the first chunk).
+Keep-alives (local engines, whose prefill can take minutes): every `keepalive` seconds without an
+upstream chunk the client gets the translator's `keepalive` bytes (an SSE comment for OpenAI chat and
+Responses, Anthropic's `ping` event). That covers an engine that sent its role chunk at once and then
+prefills, and a stream committed before its first byte (see `server/attempts.py`), which comes with its
+`prime()` still running (`pending`): a failure before its first content then becomes the dialect's error
+event. The backend's own timeouts still bound the waits (`first_token`; `idle` from the first token).
 """
 
 from __future__ import annotations
@@ -84,33 +85,50 @@ async def prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> tu
             return out, tr.finished or chunk is None
 
 
+async def _ticks(waiting: asyncio.Future, every: float):
+    """Yields each time `every` seconds pass while `waiting` is not done."""
+    while not waiting.done():
+        done, _ = await asyncio.wait((waiting,), timeout=every)
+        if not done:
+            yield
+
+
 async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec: AuditRecord,
                 finish: Callable[[int, str | None], None], receive=None, *, ended: bool = False,
-                pending: asyncio.Future | None = None, keepalive: float = 15.0):
+                pending: asyncio.Future | None = None, keepalive: float | None = None):
     """The client's stream (see the module docstring); `finish(status, error)` completes the audit record.
     `first` is the client bytes `prime()` already got out of the translator (`ended`: the upstream stream
     is over, nothing more to read). `pending`: the stream was committed while `prime()` still runs; its
-    (first, ended) is awaited here, with the translator's keep-alive every `keepalive` seconds."""
+    (first, ended) is awaited here. `keepalive`: seconds of upstream silence after which the client gets
+    the translator's keep-alive (local engines; None: never)."""
     gone = asyncio.ensure_future(receive()) if receive is not None else None
     status = 200
     sent = 0
+    waiting = pending  # what is awaited with keep-alives: the committed prime(), then each read
     try:
-        while pending is not None and not pending.done():  # committed before the first token
-            done, _ = await asyncio.wait((pending,), timeout=keepalive)
-            if not done:
+        if pending is not None:
+            async for _ in _ticks(pending, keepalive):
                 yield tr.keepalive
                 if gone is not None and gone.done():
                     status, tr.error = 499, "client disconnected"
                     return
-        if pending is not None:
             first, ended = pending.result()  # an UpstreamError here is the dialect's error event
         if first:
             yield first
             sent += len(first)
         if ended or tr.finished:
             return
-        chunk = await _next(chunks)
         while True:
+            if keepalive is None:
+                chunk = await _next(chunks)
+            else:
+                waiting = asyncio.ensure_future(_next(chunks))
+                async for _ in _ticks(waiting, keepalive):
+                    yield tr.keepalive
+                    if gone is not None and gone.done():
+                        status, tr.error = 499, "client disconnected"
+                        return
+                chunk = waiting.result()
             out = tr.feed(chunk) if chunk is not None else tr.end()
             if out:
                 yield out
@@ -120,7 +138,6 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec:
                 return
             if tr.finished or chunk is None:
                 break
-            chunk = await _next(chunks)
     except UpstreamError as exc:
         tr.error = exc.message
         yield tr.failed(exc)
@@ -130,10 +147,10 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec:
     finally:
         if gone is not None and not gone.done():
             gone.cancel()
-        if pending is not None and not pending.done():  # still waiting for the first token: stop it first
-            pending.cancel()
+        if waiting is not None and not waiting.done():  # a read still under way: stop it before closing
+            waiting.cancel()
             with contextlib.suppress(BaseException):
-                await pending
+                await waiting
         await chunks.aclose()
         rec.set_tokens(tr.tokens())
         error = tr.error
