@@ -8,7 +8,9 @@ supervisor all classify failures by type without importing one another.
     ├── UpstreamTimeout           `kind` is connect | first_token | idle | total
     ├── UpstreamStatusError       the upstream answered an HTTP error: `status`, raw `body`, `retry_after`,
     │                             `request_id` (the upstream's, when it sent one)
-    └── UpstreamProtocolError     the upstream answered 2xx with a body that cannot be used
+    ├── UpstreamProtocolError     the upstream answered 2xx with a body that cannot be used
+    └── ContextExceeded           a local model's context cannot hold the prompt (counted before any
+                                  call, so no engine was started): `prompt_tokens`, `context_length`
 """
 
 from __future__ import annotations
@@ -56,3 +58,18 @@ class EngineError(UpstreamConnectError):
         super().__init__(provider, message + (f"\n--- last lines of the engine log ---\n{log_tail}" if log_tail else ""))
         self.summary = message
         self.log_tail = log_tail
+
+
+class ContextExceeded(UpstreamError):
+    """The prompt alone does not fit a local model's context (or, with `on_overflow: fail`, the prompt
+    plus the tokens the request may generate). The attempt loop moves on to the next target at once; with
+    none left, the client gets its dialect's 400 naming both numbers."""
+
+    def __init__(self, provider: str, model: str, prompt_tokens: int, context_length: int,
+                 max_tokens: int | None = None):
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+        self.max_tokens = max_tokens
+        asked = f" + {max_tokens} max_tokens" if max_tokens else ""
+        super().__init__(provider, f"prompt is too long: {prompt_tokens} tokens{asked} > {context_length} maximum "
+                                   f"(the context of local model '{model}' of provider '{provider}')")

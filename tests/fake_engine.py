@@ -11,6 +11,8 @@ check request defaults. Behaviour is set by environment variables (the provider'
     FAKE_MODE=ignore_term      ignore SIGTERM (the supervisor must SIGKILL)
     FAKE_CHILD=1               start a child process in the same process group (like mlx-openai-server)
     FAKE_TOKEN_DELAY=SECONDS   pause between streamed chunks
+    FAKE_FIRST_TOKEN_DELAY=S   a long prefill: a stream's headers go out at once, its first chunk S later
+    FAKE_ROLE_CHUNK=1          a stream starts with a role-only chunk, before that delay (mlx-openai-server)
     FAKE_STARTS=FILE           append "pid port" to FILE when the server listens
 """
 
@@ -80,6 +82,11 @@ class Handler(BaseHTTPRequestHandler):
         delay = float(os.environ.get("FAKE_TOKEN_DELAY") or 0)
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": self.served}
+        if os.environ.get("FAKE_ROLE_CHUNK"):
+            role = {**base, "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
+            self.wfile.write(b"data: " + json.dumps(role).encode() + b"\n\n")
+        self.wfile.flush()
+        time.sleep(float(os.environ.get("FAKE_FIRST_TOKEN_DELAY") or 0))
         try:
             for i in range(n):
                 delta = {"content": text if i == 0 else f" t{i}"}

@@ -76,11 +76,19 @@ def test_fallback_route_reference_expands_without_duplicates_or_cycles():
 
 def test_timeouts_defaults_then_provider_then_route():
     s = snap()
-    assert s.providers["local"].timeouts == Timeouts(connect=2, first_token=60, idle=20, total=600)
+    # A local engine's built-in first_token/total fit a long prefill; the config's defaults still apply.
+    assert s.providers["local"].timeouts == Timeouts(connect=2, first_token=600, idle=20, total=1800)
     assert s.providers["openai"].timeouts == Timeouts(connect=2, first_token=30, idle=20, total=300)
     gpt = s.route("gpt-3.5").targets[0]
     assert gpt.timeouts == Timeouts(connect=2, first_token=30, idle=20, total=10)
     assert Snapshot({"providers": [], "routes": []}).defaults == Timeouts(5, 60, 30, 600)
+
+
+def test_a_local_engines_built_in_first_token_gives_way_to_the_configs_defaults():
+    local = {"name": "local", "kind": "vllm-mlx", "models": [{"name": "m", "path": "/m"}]}
+    assert Snapshot({"providers": [local], "routes": []}).providers["local"].timeouts == Timeouts(5, 600, 30, 1800)
+    told = Snapshot({"defaults": {"timeouts": {"first_token": "45s"}}, "providers": [local], "routes": []})
+    assert told.providers["local"].timeouts == Timeouts(5, 45, 30, 1800)
 
 
 def test_keys_reach_only_their_provider():

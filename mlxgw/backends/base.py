@@ -16,6 +16,16 @@ A backend (a cloud API or a local engine) declares the wires it speaks (`wires`,
                                   set once the first chunk arrived.
     await count_tokens(body, timeouts, headers=None) -> ChatResult
                                   Anthropic's /v1/messages/count_tokens, on backends that speak "anthropic".
+    await fit(wire, body) -> (body, note)
+                                  before a call: the body to send, when it must change to fit the model's
+                                  context (max_tokens clamped to the room left), and a note for the audit
+                                  row saying so (None: unchanged); raises ContextExceeded when the prompt
+                                  cannot fit, so the attempt loop moves on without calling. Local engines
+                                  count with the model's own tokenizer (backends/tokencount.py); a backend
+                                  that does not know its context (a cloud) sends the body as it is.
+    await prompt_tokens(wire, body) -> int | None
+                                  the exact prompt count where the backend can tell without a call (local
+                                  engines), else None.
 
 `headers` are the client's `anthropic-*` request headers (`anthropic-beta` verbatim, `anthropic-version`)
 when an Anthropic client's request passes through: a cloud forwards them, a local engine may ignore them;
@@ -42,7 +52,7 @@ from mlxgw.dialects.openai import COMPATIBLE, ChatTarget
 
 # The failures live in a leaf module (the supervisor and the failover policy use them too); re-exported here.
 from mlxgw.upstream_errors import (  # noqa: F401
-    UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
+    ContextExceeded, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
 )  # fmt: skip
 
 
@@ -111,3 +121,9 @@ class Backend(abc.ABC):
 
     async def count_tokens(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
         raise self.unspoken("anthropic")
+
+    async def fit(self, wire: str, body: dict) -> tuple[dict, str | None]:
+        return body, None
+
+    async def prompt_tokens(self, wire: str, body: dict) -> int | None:
+        return None

@@ -8,24 +8,49 @@ serve Anthropic's Messages API themselves, an `AnthropicBackend`) built once per
 request. Timeouts start when the engine is ready, so a cold start counts in the time to first byte but not
 against the first-token timeout. A stream holds its lease until it ends or the caller closes it; closing
 it (a client that went away) closes the upstream request, so the engine stops generating.
+
+Timeouts of a stream: an engine answers at once with a first chunk that holds no token (mlx-openai-server's
+role chunk; message_start), then prefills, which for an agent's prompt can take minutes. So the `idle`
+timeout counts only from the first generated token; until then the gaps are bounded by `first_token`
+(local engines: 10 minutes by default, see routing/snapshot.py) and the whole by `total`.
+
+Context (`fit`, before the attempt loop calls): the prompt is counted with the model's own tokenizer and
+chat template (`backends/tokencount.py`, in a worker thread, without starting the engine) only when a
+decision needs it: the model's context is known (its `context_length`, else `max_position_embeddings`)
+and the rendered prompt's UTF-8 length (bounding its token count) plus the requested max_tokens does
+not already fit. A prompt that leaves no room raises ContextExceeded (the next target takes it); a
+prompt that fits while prompt + max_tokens does not gets max_tokens clamped to the room left (the
+model's `on_overflow: clamp`, the default) or raises ContextExceeded (`on_overflow: fail`). The model's
+request defaults are applied first, so a default max_tokens is checked too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from mlxgw import kinds
+from mlxgw.backends import tokencount
 from mlxgw.backends.anthropic import AnthropicBackend
-from mlxgw.backends.base import Backend, ChatResult, Timeouts, UpstreamConnectError, UpstreamStream
+from mlxgw.backends.base import (
+    Backend, ChatResult, ContextExceeded, Timeouts, UpstreamConnectError, UpstreamError, UpstreamStream,
+    UpstreamTimeout,
+)  # fmt: skip
 from mlxgw.backends.http import HttpClient
 from mlxgw.backends.openai_compat import OpenAICompatBackend
+from mlxgw.dialects import anthropic as an
 from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT
 from mlxgw.supervisor import EngineProfile, ManagedModel, Supervisor
 
 # Request fields a model's `defaults` may fill, and the fields that already set the same limit.
 _SAME_AS = {"max_tokens": ("max_tokens", "max_completion_tokens")}
 _REDIAL_PAUSE = 0.2  # seconds before a request dropped by a dying engine is sent again
+_LIMIT_FIELDS = ("max_tokens", "max_completion_tokens")
+
+log = logging.getLogger("mlxgw.backends")
 
 
 class _Redial(Exception):
@@ -73,6 +98,53 @@ def apply_defaults(body: dict, defaults: dict) -> dict:
     return out if out is not None else body
 
 
+# A generated token in a chunk of the engine's stream: text, reasoning or tool-call arguments (OpenAI's
+# chat chunks), or a content block's delta (Anthropic's Messages events).
+_TOKEN = {
+    OPENAI_CHAT: re.compile(rb'"(?:content|reasoning_content|reasoning|arguments)":\s*"[^"]|"tool_calls":\s*\[\s*\{'),
+    ANTHROPIC_MESSAGES: re.compile(rb'"type":\s*"content_block_delta"'),
+}
+
+
+async def _idle_after_token(chunks, first: bytes, wire: str, idle: float, provider: str):
+    """The rest of an engine's stream, with the `idle` timeout from the first generated token on: before
+    it (an engine sends its role chunk or message_start at once, then prefills), the gaps are bounded by
+    the first_token timeout the request was opened with."""
+    token = _TOKEN[wire]
+    seen = token.search(first) is not None
+    while True:
+        try:
+            if seen:
+                async with asyncio.timeout(idle):
+                    chunk = await chunks.__anext__()
+            else:
+                chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UpstreamTimeout(provider, "idle", idle) from None
+        seen = seen or token.search(chunk) is not None
+        yield chunk
+
+
+def _asked(body: dict) -> int | None:
+    """The most tokens the request may generate, when it says."""
+    values = [v for k in _LIMIT_FIELDS if isinstance(v := body.get(k), int) and not isinstance(v, bool)]
+    return max(values) if values else None
+
+
+def _chat_body(wire: str, body: dict) -> dict:
+    """The chat-completions equivalent of a body in `wire` (what an engine's Messages API renders)."""
+    return an.to_openai_request(body, body.get("model") or "") if wire == ANTHROPIC_MESSAGES else body
+
+
+def _count(path: str, chat: dict, bound_below: int | None) -> int | None:
+    """The prompt count of `Counter.count` (blocking: run in a worker thread), or None when the model
+    folder cannot count."""
+    c = tokencount.counter(path)
+    return c.count(chat, bound_below) if c is not None else None
+
+
 class LocalBackend(Backend):
     """The adapter of one local-engine provider; see the module docstring. The supervisor outlives
     config reloads; this object is rebuilt with each Runtime and holds nothing but references."""
@@ -107,7 +179,7 @@ class LocalBackend(Backend):
                     raise
                 raise _Redial from exc
 
-    async def _relay(self, body: dict, open_stream) -> AsyncIterator[bytes]:
+    async def _relay(self, body: dict, open_stream, wire: str, idle: float) -> AsyncIterator[bytes]:
         for last in (False, True):
             redial = False
             async with self.supervisor.lease(self.name, body.get("model") or "") as m:
@@ -123,7 +195,7 @@ class LocalBackend(Backend):
                         redial = True
                     if not redial:
                         yield first
-                        async for chunk in chunks:
+                        async for chunk in _idle_after_token(chunks, first, wire, idle, self.name):
                             yield chunk
                         return
                 finally:
@@ -150,11 +222,61 @@ class LocalBackend(Backend):
         if wire not in self.wires:
             raise self.unspoken(wire)
 
+        prefill = replace(t, idle=max(t.idle, t.first_token))  # idle runs from the first token: see above
+
         def open_stream(m, filled):
-            chunks = self._client(m, wire).stream(wire, filled, t, headers)
+            chunks = self._client(m, wire).stream(wire, filled, prefill, headers)
             return self.profile.fix_stream(filled, chunks) if wire == OPENAI_CHAT else chunks
 
-        return UpstreamStream().attach(self._relay(body, open_stream))
+        return UpstreamStream().attach(self._relay(body, open_stream, wire, t.idle))
+
+    def _model(self, body: dict):
+        try:
+            return self.supervisor.get(self.name, body.get("model") or "")
+        except UpstreamError:
+            return None  # send() reports it
+
+    async def _prompt(self, m, wire: str, body: dict, bound_below: int | None = None) -> int | None:
+        try:
+            return await asyncio.to_thread(_count, m.launch.path, _chat_body(wire, body), bound_below)
+        except Exception as exc:  # a template that refuses the conversation: the engine will say so itself
+            log.debug("cannot count the prompt for %s/%s: %s", self.name, m.name, exc)
+            return None
+
+    async def prompt_tokens(self, wire: str, body: dict) -> int | None:
+        m = self._model(body)
+        return await self._prompt(m, wire, body) if m is not None else None
+
+    async def fit(self, wire: str, body: dict) -> tuple[dict, str | None]:
+        """See the module docstring."""
+        m = self._model(body)
+        if m is None:
+            return body, None
+        limit = tokencount.context_length(m.launch.path, m.settings.context_length)
+        if limit is None:
+            return body, None
+        body = apply_defaults(body, m.settings.defaults)
+        asked = _asked(body)
+        prompt = await self._prompt(m, wire, body, limit - (asked or 1) + 1)
+        if prompt is None:
+            return body, None
+        if prompt >= limit:
+            raise ContextExceeded(self.name, m.name, prompt, limit)
+        if asked is None or prompt + asked <= limit:
+            return body, None
+        if m.settings.on_overflow == "fail":
+            raise ContextExceeded(self.name, m.name, prompt, limit, asked)
+        room = limit - prompt
+        out = dict(body)
+        for k in _LIMIT_FIELDS:
+            if k in out:
+                out[k] = room
+        thinking = out.get("thinking")  # Anthropic's rule, which an engine's Messages API may check too
+        if isinstance(thinking, dict) and isinstance(thinking.get("budget_tokens"), int) \
+                and thinking["budget_tokens"] >= room:
+            out["thinking"] = {**thinking, "budget_tokens": max(room - 1, 1)}
+        return out, f"max_tokens clamped from {asked} to {room}: the prompt is {prompt} tokens of the {limit}-token " \
+                    f"context"
 
     async def count_tokens(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
         """POST /v1/messages/count_tokens on the engine (started if cold, like any request)."""

@@ -13,7 +13,8 @@ PROVIDER_KEYS = (
     "name", "kind", "base_url", "api_key", "organization", "project", "headers", "timeouts", "retry",
     "cooldown", "command", "args", "env", "max_loaded", "models",
 )  # fmt: skip
-MODEL_KEYS = ("name", "path", "aliases", "idle_ttl", "start_timeout", "context_length", "args", "defaults")
+MODEL_KEYS = ("name", "path", "aliases", "idle_ttl", "start_timeout", "context_length", "on_overflow", "args",
+              "defaults")
 ROUTE_KEYS = ("name", "match", "target", "fallback", "timeouts", "max_wait", "on_cold")
 DEFAULTS_KEYS = ("timeouts", "retry", "cooldown")
 SERVER_KEYS = ("allowed_hosts", "allow_origins")

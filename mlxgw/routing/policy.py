@@ -6,7 +6,8 @@ ends the client's stream with an error event in its dialect).
 
 - `fails_over(exc)`: move on to the route's next target on connection refused or dropped, a timeout
   (connect, first token, or a stalled non-streamed body), HTTP 5xx, 408, 429 and 529, a local engine that
-  failed to start or crashed, or a 2xx answer that cannot be used (malformed JSON, an empty stream).
+  failed to start or crashed, a 2xx answer that cannot be used (malformed JSON, an empty stream), or a
+  prompt that does not fit a local model's context (another target's context may hold it).
   Never on another 4xx (400, 401, 403, 404, 413, 422...): the next target would refuse it the same way.
 - `retryable(exc)`: the same target may be tried again first (RetryPolicy.attempts extra times) on
   408/429/5xx, connection refused and connect timeouts; not on a first-token timeout (a slow model stays
@@ -27,7 +28,8 @@ import time
 from dataclasses import dataclass
 
 from mlxgw.upstream_errors import (
-    EngineError, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
+    ContextExceeded, EngineError, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError,
+    UpstreamTimeout,
 )  # fmt: skip
 
 FAILOVER_STATUSES = frozenset({408, 429})
@@ -55,7 +57,8 @@ def fails_over(exc: UpstreamError) -> bool:
     """True when the next target should be tried (see the module docstring)."""
     if isinstance(exc, ModelLoading):
         return False
-    if isinstance(exc, (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError, ColdTarget)):
+    if isinstance(exc, (UpstreamConnectError, UpstreamTimeout, UpstreamProtocolError, ColdTarget,
+                        ContextExceeded)):
         return True
     if isinstance(exc, UpstreamStatusError):
         return exc.status >= 500 or exc.status in FAILOVER_STATUSES
@@ -79,6 +82,8 @@ def outcome(exc: UpstreamError) -> str:
         return "loading"
     if isinstance(exc, ColdTarget):
         return "cold"
+    if isinstance(exc, ContextExceeded):
+        return "context_exceeded"
     if isinstance(exc, UpstreamStatusError):
         return f"http_{exc.status}"
     if isinstance(exc, UpstreamTimeout):

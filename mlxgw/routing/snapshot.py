@@ -27,6 +27,17 @@ from mlxgw.supervisor.models import DEFAULT_IDLE_TTL, DEFAULT_START_TIMEOUT, Lau
 DEFAULT_TIMEOUTS = Timeouts()
 ROUTE_CACHE = 4096  # model names whose route each Snapshot remembers (least recently used go first)
 
+# Local engines prefill on the machine's own GPU: an agent's 30k-token prompt can take minutes before its
+# first token, so their built-in first_token is 10 minutes (and total 30), not a cloud's 60 s. `idle`
+# counts only after the first token. Config `defaults.timeouts`, then the provider's and the route's
+# `timeouts`, still override these.
+LOCAL_TIMEOUTS = Timeouts(first_token=600.0, total=1800.0)
+
+
+def kind_timeouts(kind: str) -> Timeouts:
+    """The built-in timeouts of a provider kind (before any config)."""
+    return LOCAL_TIMEOUTS if kinds.is_local(kind) else DEFAULT_TIMEOUTS
+
 
 def merge_timeouts(base: Timeouts, overrides: dict | None) -> Timeouts:
     """`base` with the durations written in `overrides` (a config `timeouts` mapping) applied."""
@@ -66,6 +77,7 @@ def local_models(kind: str, spec: dict) -> tuple[LocalModel, ...]:
             start_timeout=durations.parse_seconds(m["start_timeout"]) if m.get("start_timeout")
             else DEFAULT_START_TIMEOUT,
             context_length=m.get("context_length"),
+            on_overflow=m.get("on_overflow") or "clamp",
             defaults=dict(m.get("defaults") or {}),
             max_loaded=spec.get("max_loaded"),
         )
@@ -146,7 +158,9 @@ class Snapshot:
                     aliases.setdefault(a, m["name"])
             providers[p["name"]] = Provider(
                 name=p["name"], kind=p["kind"], spec=p, api_key=keys.get(p["name"]),
-                timeouts=merge_timeouts(self.defaults, p.get("timeouts")), models=tuple(names), aliases=aliases,
+                timeouts=merge_timeouts(merge_timeouts(kind_timeouts(p["kind"]), d.get("timeouts")),
+                                        p.get("timeouts")),
+                models=tuple(names), aliases=aliases,
                 retry=merge_retry(retry, p.get("retry")),
                 cooldown=durations.parse_seconds(p["cooldown"]) if p.get("cooldown") else cooldown,
                 local_models=local_models(p["kind"], p),

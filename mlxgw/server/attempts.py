@@ -1,3 +1,25 @@
+"""The attempt loop: the route's targets in order until one answers (`run`).
+
+Per target: skip a provider cooling down (its breaker is open); find the dialect's pair for the
+backend's wires; for a cold local model, load-aware routing (`_cold`: wait up to the route's max_wait,
+move on, or ask the client to retry); build the backend's request (the pair's Leg); let the backend fit
+it to the model's context (`Backend.fit`: a local engine counts the prompt with the model's own tokenizer
+and clamps max_tokens to the room left, noted in the attempt's `note`, or raises ContextExceeded, which
+moves on at once without calling, so no engine starts for a request that cannot fit); then call, retrying
+the same target per its retry policy, failing over per `routing/policy.py`.
+
+The stream line: a streamed answer is normally read up to its first client bytes (`prime`) before the
+HTTP status is decided, so a failure before the first token can still fail over. A local target that is
+the last one left (nothing to fail over to) is the exception: its prefill may take minutes, during which
+neither the client nor a proxy in between should see silence. Once `keepalive` seconds passed without a
+first byte while its engine is ready (prefilling, not starting: a failed start keeps its own status),
+the stream is committed (`Answer.pending`: 200 and the SSE headers go out while `prime` still runs) and
+`streaming.relay` sends the dialect's keep-alive (`Translator.keepalive`) every `keepalive` seconds
+until the first token. Every stream from a local engine gets those keep-alives in its silences
+(`Answer.keepalive`), also when the engine's first chunk came at once and the prefill follows it. A failure after that point is the dialect's error event in the stream, as for
+any failure past the stream line.
+"""
+
 from __future__ import annotations
 
 import asyncio
@@ -5,8 +27,8 @@ import time
 from dataclasses import dataclass
 
 from mlxgw.backends.base import (
-    Backend, ChatResult, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError,
-    UpstreamStream,
+    Backend, ChatResult, ContextExceeded, UpstreamConnectError, UpstreamError, UpstreamProtocolError,
+    UpstreamStatusError, UpstreamStream,
 )  # fmt: skip
 from mlxgw.dialects import openai as oa
 from mlxgw.routing import Route, Target
@@ -32,6 +54,8 @@ was called), whose wire shapes the upstream's error body."""
     @property
     def summary(self) -> str | None:
         """One message listing the attempts, when more than one target was tried (None otherwise)."""
+        if isinstance(self.error, ContextExceeded):
+            return None  # its own message names both numbers, in the words clients match ("prompt is too long")
         tried = [a for a in self.attempts if a["outcome"] != "skipped_cooldown"]
         if len({a["target"] for a in self.attempts}) < 2 or not tried:
             return None
@@ -49,6 +73,8 @@ class Answer:
     chunks: UpstreamStream | None = None  # the rest of the upstream stream
     translator: Translator | None = None
     ended: bool = False  # the upstream stream already ended while `run` read up to its first content
+    pending: asyncio.Future | None = None  # committed before its first byte: prime() still runs (module doc)
+    keepalive: float | None = None  # a local engine's stream: keep-alives after this many silent seconds
 
 
 def _describe(exc: UpstreamError) -> str:
@@ -120,7 +146,29 @@ async def _cold(backend, backend_model: str, route: Route, later: bool) -> Upstr
                                     f"is {max_wait:g}s); it keeps loading in the background")
 
 
-async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, dialect: Dialect) -> Answer:
+async def _prime_local(chunks, tr: Translator, backend, backend_model: str, every: float):
+    """`prime()` for the last local target left: (first, ended, None) when it finished, or (b"", False,
+    the prime task) to commit the stream once `every` seconds passed without a first byte while the
+    engine is ready (prefilling, not starting: a failed start keeps its own status)."""
+    priming = asyncio.ensure_future(prime(chunks, tr, backend.name))
+    try:
+        while True:
+            done, _ = await asyncio.wait((priming,), timeout=every)
+            if done:
+                first, ended = priming.result()
+                return first, ended, None
+            try:
+                if backend.supervisor.readiness(backend.name, backend_model).ready:
+                    return b"", False, priming
+            except UpstreamError:
+                pass  # dropped from the config meanwhile: the stream reports it
+    except asyncio.CancelledError:  # the client went away: stop reading the engine
+        priming.cancel()
+        raise
+
+
+async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, dialect: Dialect,
+              keepalive: float = 15.0) -> Answer:
     """The first answer of the route's targets (see the module docstring). Fills the record's attempts,
     attempts_detail, failovers, provider, backend_model, backend_api and ttfb_ms."""
     snap = rt.snapshot
@@ -156,6 +204,15 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                 error = cold
                 continue
         leg = pair.leg(ex, backend, backend_model)
+        began = time.perf_counter()
+        try:
+            leg.body, fitted = await backend.fit(pair.wire, leg.body)
+        except ContextExceeded as exc:  # nothing was called, no engine started: on to the next target
+            error = exc
+            notes.append({"target": target.label, "outcome": outcome(exc),
+                          "ms": round((time.perf_counter() - began) * 1000, 1), "error": exc.message})
+            rec.attempts = _tries(notes)
+            continue
         rec.backend_api = wire = pair.wire
         last = pair
         policy = provider.retry if provider is not None else None
@@ -167,8 +224,12 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                 if ex.stream:
                     chunks = backend.stream(wire, leg.body, target.timeouts, leg.headers)
                     tr = pair.translator(ex, leg, target.provider)
-                    first, ended = await prime(chunks, tr, target.provider)
-                    answer = Answer(target, backend, leg, None, first, chunks, tr, ended)
+                    if backend.supervisor is not None and not later and n == tries:
+                        first, ended, pending = await _prime_local(chunks, tr, backend, backend_model, keepalive)
+                    else:
+                        (first, ended), pending = await prime(chunks, tr, target.provider), None
+                    answer = Answer(target, backend, leg, None, first, chunks, tr, ended, pending,
+                                    keepalive if backend.supervisor is not None else None)
                 else:
                     answer = Answer(target, backend, leg, await backend.call(wire, leg.body, target.timeouts,
                                                                              leg.headers))
@@ -178,6 +239,8 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                         "ms": round((time.perf_counter() - began) * 1000, 1), "error": _describe(exc)}
                 if isinstance(exc, UpstreamStatusError):
                     note["status"] = exc.status
+                if fitted:
+                    note["note"] = fitted
                 notes.append(note)
                 if not fails_over(exc):
                     breakers.success(target.provider)  # it answered: a client error is not its failure
@@ -190,8 +253,12 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                 breakers.failure(target.provider, provider.cooldown if provider is not None else 0.0)
                 break
             breakers.success(target.provider)
-            notes.append({"target": target.label, "outcome": "ok",
-                          "ms": round((time.perf_counter() - began) * 1000, 1)})
+            note = {"target": target.label, "outcome": "ok", "ms": round((time.perf_counter() - began) * 1000, 1)}
+            if fitted:
+                note["note"] = fitted
+            if answer.pending is not None:
+                note["committed"] = "before the first token (keep-alives while the local engine prefills)"
+            notes.append(note)
             rec.ttfb_ms = (time.perf_counter() - t0) * 1000
             return answer
     if error is None:

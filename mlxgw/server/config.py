@@ -29,6 +29,7 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...] = ()  # Host names served beyond loopback names and addresses
     allow_origins: tuple[str, ...] = ()  # web page origins allowed to call the gateway ("*": any)
     prune_interval: float = 60.0  # seconds between rounds of audit pruning (`audit` in gateway.yaml)
+    keepalive_interval: float = 15.0  # seconds between keep-alives while a local engine prefills a stream
 
     @property
     def keys_required(self) -> bool:

@@ -10,7 +10,7 @@ import logging
 import falcon
 
 from mlxgw.backends.base import (
-    UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
+    ContextExceeded, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout,
 )  # fmt: skip
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
@@ -47,6 +47,12 @@ def from_upstream(exc: UpstreamError) -> ApiError:
     if isinstance(exc, ModelLoading):
         return ApiError(503, oa.error_body(exc.message, 503, type="server_error", code="model_loading"),
                         {"retry-after": exc.retry_after})
+    if isinstance(exc, ContextExceeded):  # OpenAI's own wording and code (Chat Completions and Responses)
+        return ApiError.of(400, f"This model's maximum context length is {exc.context_length} tokens. However, "
+                                f"your messages resulted in {exc.prompt_tokens} tokens"
+                                + (f" (and {exc.max_tokens} max_tokens)" if exc.max_tokens else "")
+                                + f". Please reduce the length of the messages. ({exc.message})",
+                           param="messages", code="context_length_exceeded", type="invalid_request_error")
     if isinstance(exc, UpstreamStatusError):
         headers = {"retry-after": exc.retry_after} if exc.retry_after else None
         return ApiError(exc.status, oa.upstream_error(exc.status, exc.body, exc.provider), headers)

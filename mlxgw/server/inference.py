@@ -4,9 +4,11 @@ its client dialect (`server/dialect.py`).
 The request path, the same for every dialect: read the body (bounded), let the dialect parse and check
 it, pick the route from the current Runtime, run the attempt loop (`attempts.run`) over the route's
 ordered targets, then relay the stream through the pair's translator or write the pair's response body.
-The HTTP status is decided only once a backend answered; a failure before the first byte is answered in
-the dialect's error shape. Exactly one audit record per request, however it ends: completed when the
-answer is (a stream completes it when the relay ends), or when an error or a bug escapes.
+The HTTP status is decided only once a backend answered (or, for the last target left on a local
+engine that is prefilling, once the stream is committed with keep-alives: see `server/attempts.py`); a
+failure before that is answered in the dialect's error shape. Exactly one audit record per request, however it ends:
+completed when the answer is (a stream completes it when the relay ends), or when an error or a bug
+escapes.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class Inference:
             raise dialect.not_found(ex.model)
         rec.route = route.key
         try:
-            ans = await attempts.run(rt, route, ex, rec, t0, dialect)
+            ans = await attempts.run(rt, route, ex, rec, t0, dialect, self.gw.config.keepalive_interval)
         except attempts.Failed as f:
             raise with_summary(dialect.failure(f.error, f.pair), f.summary) from None
         if ex.stream:
@@ -90,7 +92,8 @@ class Inference:
             dialect.answered(resp, {"request-id": ans.chunks.request_id} if ans.chunks.request_id else None)
             resp.stream = relay(ans.first, ans.chunks, ans.translator, rec,
                                 lambda status, err: self._finish(rec, t0, status, err),
-                                req.scope.get("mlxgw.receive"), ended=ans.ended)
+                                req.scope.get("mlxgw.receive"), ended=ans.ended, pending=ans.pending,
+                                keepalive=ans.keepalive)
             return
         dialect.answered(resp, ans.result.headers)
         out, tokens = ans.leg.pair.response(ex, ans.leg, ans.result)

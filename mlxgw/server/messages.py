@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import falcon
 
-from mlxgw.backends.base import Backend, ChatResult, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from mlxgw.backends.base import (
+    Backend, ChatResult, ContextExceeded, UpstreamError, UpstreamStatusError, UpstreamTimeout,
+)  # fmt: skip
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT
@@ -129,6 +131,8 @@ class Messages(Dialect):
     def upstream_error(self, exc: UpstreamError) -> ApiError:
         if isinstance(exc, ModelLoading):
             return error(529, exc.message, "overloaded_error", {"retry-after": exc.retry_after})
+        if isinstance(exc, ContextExceeded):  # Anthropic's wording, which Claude Code matches to compact
+            return error(400, exc.message, "invalid_request_error")
         if isinstance(exc, UpstreamStatusError):
             status, body = an.from_openai_error(exc.status, exc.body, exc.provider)
             return ApiError(status, body, _status_headers(exc))
@@ -138,9 +142,10 @@ class Messages(Dialect):
 
 
 class CountTokens:
-    """POST /v1/messages/count_tokens: the first target's own count when its backend speaks Anthropic's
-    wire (Anthropic's cloud, vllm-mlx), else (or when that call fails) the documented approximation of
-    `mlxgw.dialects.anthropic.tokens`, which counts system, messages and tools."""
+    """POST /v1/messages/count_tokens: for a local model, the exact count with its own tokenizer and chat
+    template (`Backend.prompt_tokens`, no engine started); else the first target's own count when its
+    backend speaks Anthropic's wire (Anthropic's cloud), else (or when that call fails) the documented
+    approximation of `mlxgw.dialects.anthropic.tokens`, which counts system, messages and tools."""
 
     def __init__(self, gateway: Gateway):
         self.gw = gateway
@@ -165,9 +170,11 @@ class CountTokens:
         count = None
         target = next((t for t in route.targets if t.provider in rt.backends), None)
         backend = rt.backends[target.provider] if target is not None else None
-        if backend is not None and ANTHROPIC_MESSAGES in backend.wires:
+        if backend is not None:
             up = dict(body)
             up["model"] = rt.snapshot.backend_model(target, model)
+            count = await backend.prompt_tokens(ANTHROPIC_MESSAGES, up)  # a local model's exact count
+        if count is None and backend is not None and ANTHROPIC_MESSAGES in backend.wires:
             try:
                 n = (await backend.count_tokens(up, target.timeouts, client_headers(req))).body.get("input_tokens")
                 count = n if isinstance(n, int) else None

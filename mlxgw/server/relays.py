@@ -20,6 +20,7 @@ from mlxgw.dialects.jsonfast import DecodeError, loads
 from mlxgw.server.streaming import Translator
 
 INCOMPLETE = "the provider closed the stream before it finished"
+PING = b'event: ping\ndata: {"type": "ping"}\n\n'  # Anthropic's keep-alive event
 
 
 def _decode(data: bytes):
@@ -108,6 +109,8 @@ class OpenAIRelay(SSETranslator):
 
 
 class OpenAIToAnthropicRelay(SSETranslator):
+    keepalive = PING
+
     def __init__(self, conv: OpenAIToAnthropicStream):
         super().__init__()
         self.conv = conv
@@ -180,6 +183,8 @@ class AnthropicRelay(Translator):
     """Pass-through: the upstream's bytes go out as they came (once its first message_* event arrived, so
     a stream that is junk or an error from the start can still fail over); events are read only for the
     audit row (usage) and to know whether the stream finished (message_stop) or failed (error)."""
+
+    keepalive = PING
 
     def __init__(self):
         self.parser = oa.SSEParser()

@@ -6,6 +6,13 @@ get bytes) and out as one write, so nothing is buffered. It notices a client tha
 upstream closed at the next chunk), turns a mid-stream upstream failure into the translator's error
 event (the stream line: past the first byte there is no failover), records in the audit record that the
 stream broke and after how many bytes, and completes the record once the stream is over.
+
+Keep-alives (local engines, whose prefill can take minutes): every `keepalive` seconds without an
+upstream chunk the client gets the translator's `keepalive` bytes (an SSE comment for OpenAI chat and
+Responses, Anthropic's `ping` event). That covers an engine that sent its role chunk at once and then
+prefills, and a stream committed before its first byte (see `server/attempts.py`), which comes with its
+`prime()` still running (`pending`): a failure before its first content then becomes the dialect's error
+event. The backend's own timeouts still bound the waits (`first_token`; `idle` from the first token).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class Translator(abc.ABC):
 
     finished: bool = False
     error: str | None = None
+    keepalive: bytes = b": keep-alive\n\n"  # what a waiting client gets while the upstream is silent
 
     @abc.abstractmethod
     def feed(self, chunk: bytes) -> bytes:
@@ -77,22 +85,50 @@ async def prime(call: AsyncIterator[bytes], tr: Translator, provider: str) -> tu
             return out, tr.finished or chunk is None
 
 
+async def _ticks(waiting: asyncio.Future, every: float):
+    """Yields each time `every` seconds pass while `waiting` is not done."""
+    while not waiting.done():
+        done, _ = await asyncio.wait((waiting,), timeout=every)
+        if not done:
+            yield
+
+
 async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec: AuditRecord,
-                finish: Callable[[int, str | None], None], receive=None, *, ended: bool = False):
+                finish: Callable[[int, str | None], None], receive=None, *, ended: bool = False,
+                pending: asyncio.Future | None = None, keepalive: float | None = None):
     """The client's stream (see the module docstring); `finish(status, error)` completes the audit record.
     `first` is the client bytes `prime()` already got out of the translator (`ended`: the upstream stream
-    is over, nothing more to read)."""
+    is over, nothing more to read). `pending`: the stream was committed while `prime()` still runs; its
+    (first, ended) is awaited here. `keepalive`: seconds of upstream silence after which the client gets
+    the translator's keep-alive (local engines; None: never)."""
     gone = asyncio.ensure_future(receive()) if receive is not None else None
     status = 200
     sent = 0
+    waiting = pending  # what is awaited with keep-alives: the committed prime(), then each read
     try:
+        if pending is not None:
+            async for _ in _ticks(pending, keepalive):
+                yield tr.keepalive
+                if gone is not None and gone.done():
+                    status, tr.error = 499, "client disconnected"
+                    return
+            first, ended = pending.result()  # an UpstreamError here is the dialect's error event
         if first:
             yield first
             sent += len(first)
         if ended or tr.finished:
             return
-        chunk = await _next(chunks)
         while True:
+            if keepalive is None:
+                chunk = await _next(chunks)
+            else:
+                waiting = asyncio.ensure_future(_next(chunks))
+                async for _ in _ticks(waiting, keepalive):
+                    yield tr.keepalive
+                    if gone is not None and gone.done():
+                        status, tr.error = 499, "client disconnected"
+                        return
+                chunk = waiting.result()
             out = tr.feed(chunk) if chunk is not None else tr.end()
             if out:
                 yield out
@@ -102,7 +138,6 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec:
                 return
             if tr.finished or chunk is None:
                 break
-            chunk = await _next(chunks)
     except UpstreamError as exc:
         tr.error = exc.message
         yield tr.failed(exc)
@@ -112,6 +147,10 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec:
     finally:
         if gone is not None and not gone.done():
             gone.cancel()
+        if waiting is not None and not waiting.done():  # a read still under way: stop it before closing
+            waiting.cancel()
+            with contextlib.suppress(BaseException):
+                await waiting
         await chunks.aclose()
         rec.set_tokens(tr.tokens())
         error = tr.error

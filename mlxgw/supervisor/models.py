@@ -54,7 +54,8 @@ class ModelSettings:
     aliases: tuple[str, ...] = ()
     idle_ttl: float | None = DEFAULT_IDLE_TTL
     start_timeout: float = DEFAULT_START_TIMEOUT
-    context_length: int | None = None
+    context_length: int | None = None  # None: max_position_embeddings from the model's config.json
+    on_overflow: str = "clamp"  # prompt fits but prompt + max_tokens does not: clamp | fail
     defaults: dict = field(default_factory=dict)
     max_loaded: int | None = None
 
