@@ -9,7 +9,6 @@ differ unless translated.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 import time
 import types
@@ -24,6 +23,7 @@ from mlxgw.store.db import Store
 from mlxgw.store.state import current_revision, read_config
 from mlxgw.ui import data, jsregex, render
 from tests.browser import Chromium, executable
+from tests.ci import missing
 from tests.conftest import EXAMPLES, ROOT, SENTINEL_ANTHROPIC, SENTINEL_OPENAI
 from tests.gateway_harness import apply_config, running_gateway
 
@@ -96,9 +96,7 @@ EXAMPLE_NAMES = [
 
 def need_chromium():
     if executable() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+        missing("chromium", "apt-get install -y chromium")
 
 
 @pytest.fixture(scope="module")
