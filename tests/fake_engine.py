@@ -2,10 +2,11 @@
 
 It accepts both engines' command lines (`launch --model-path DIR ... --port P` and `serve DIR --port P`),
 answers GET /health like vllm-mlx (`model_loaded: true`), POST /v1/chat/completions (JSON or SSE) and
-POST /v1/messages (JSON). Its answer's content echoes the request parameters it received, so tests can
+POST /v1/messages (JSON) and /v1/messages/count_tokens (always 4242 tokens). Its answer's content echoes the request parameters it received, so tests can
 check request defaults. Behaviour is set by environment variables (the provider's `env`):
 
     FAKE_START_DELAY=SECONDS   wait before listening (a slow load)
+    FAKE_READY_FILE=PATH       then wait until PATH exists (a load the test ends when it chooses)
     FAKE_MODE=exit             print a line and exit 3 during start (so does an `--explode` argument)
     FAKE_MODE=never_ready      /health answers 503 forever
     FAKE_MODE=ignore_term      ignore SIGTERM (the supervisor must SIGKILL)
@@ -23,6 +24,9 @@ import subprocess
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+COUNT_TOKENS = 4242
 
 
 def arg(argv: list[str], flag: str, default=None):
@@ -62,6 +66,8 @@ class Handler(BaseHTTPRequestHandler):
         text = "echo " + json.dumps(params, sort_keys=True)
         n = int(body.get("max_tokens") or 5)
         usage = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
+        if self.path == "/v1/messages/count_tokens":  # a count no estimate would give
+            return self._json(200, {"input_tokens": COUNT_TOKENS})
         if self.path == "/v1/messages":
             return self._json(200, {"id": "msg_fake", "type": "message", "role": "assistant", "model": self.served,
                                     "content": [{"type": "text", "text": text}], "stop_reason": "max_tokens",
@@ -110,6 +116,8 @@ def main(argv: list[str]) -> int:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         print(f"fake-engine: child {child.pid}", flush=True)
     time.sleep(float(os.environ.get("FAKE_START_DELAY") or 0))
+    while os.environ.get("FAKE_READY_FILE") and not os.path.exists(os.environ["FAKE_READY_FILE"]):
+        time.sleep(0.02)
     if mode == "exit" or "--explode" in argv:
         print("fake-engine: boom: cannot load the model weights", flush=True)
         return 3

@@ -95,19 +95,25 @@ def apply_config(cli, tmp_path, text: str, name: str = "gateway.yaml") -> None:
     assert code == 0, out + err
 
 
-def wait_for_rows(gw: RunningGateway, n: int, timeout: float = 5.0) -> list[dict]:
-    """The audit rows once at least `n` were written (the writer batches every 200 ms)."""
+def wait_for_rows(gw: RunningGateway, n: int, timeout: float = 30.0) -> list[dict]:
+    """The audit rows once `n` were written (the writer batches every 200 ms). Fails when fewer than `n`
+    came within `timeout`, or more: a test counts the requests it made, so a check over the rows never
+    passes over missing ones."""
     from mlxgw.audit import queries
     from mlxgw.store.db import Store
 
     store = Store(gw.app.gateway.config.db_url)
     deadline = time.monotonic() + timeout
-    while True:
-        rows = queries.tail(store, 10_000)
-        if len(rows) >= n or time.monotonic() > deadline:
-            store.engine.dispose()
-            return rows
-        time.sleep(0.05)
+    try:
+        while True:
+            rows = queries.tail(store, 10_000)
+            if len(rows) >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        store.engine.dispose()
+    assert len(rows) == n, f"{len(rows)} audit rows, expected {n}"
+    return rows
 
 
 def blackhole_port() -> tuple[int, list]:

@@ -31,8 +31,11 @@ async def test_rows_are_written_in_batches_and_drained_on_stop(store):
     await w.start()
     for i in range(250):
         w.record(row(i))
-    await asyncio.sleep(0.3)
-    assert w.written == 250  # flushed by size and by the timer, while running
+    for _ in range(600):  # flushed by size and by the timer, while running (polled up to 30 s)
+        if w.written == 250:
+            break
+        await asyncio.sleep(0.05)
+    assert w.written == 250
     for i in range(250, 1250):
         w.record(row(i))
     await w.stop()  # nothing may be lost on a clean stop

@@ -86,4 +86,10 @@ def test_concurrent_applies_do_not_interleave(home, cli, tmp_path):
         t.join()
     assert all(code in (0, 1) for code in results)
     exported = cli("export")[1]
-    assert ("name: mlx" in exported) or ("name: openai" in exported)
+    # What each file alone leaves in a store of its own: the raced store holds exactly one of them.
+    alone = []
+    for i, path in enumerate((FILE, OTHER)):
+        env = {"MLXGW_HOME": str(tmp_path / f"alone{i}")}
+        assert run_process("apply", "-f", path, "--yes", env=env).returncode == 0
+        alone.append(run_process("export", env=env).stdout)
+    assert alone[0] != alone[1] and exported in alone

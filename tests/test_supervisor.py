@@ -199,9 +199,7 @@ async def test_a_waiter_that_gives_up_does_not_cancel_the_start(env, fake):
         await waiter
     m = sup.get("loc", "a")
     assert m.state == "starting"
-    t0 = time.monotonic()
-    assert (await sup.ensure_ready("loc", "a")) is m and m.starts == 1
-    assert time.monotonic() - t0 < 1.0
+    assert (await sup.ensure_ready("loc", "a")) is m and m.starts == 1  # the same start, not a new one
 
 
 async def test_memory_budget_refuses_with_numbers(env, fake):
