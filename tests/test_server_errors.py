@@ -42,7 +42,7 @@ def config(up_url: str) -> str:
             target: up
           - match: {{exact: slow}}
             target: up
-            timeouts: {{first_token: 300ms, idle: 300ms}}
+            timeouts: {{first_token: 1500ms, idle: 1500ms}}
           - match: {{exact: refused}}
             target: dead
           - match: {{exact: failover}}
@@ -142,10 +142,10 @@ def test_upstream_non_json_error_page_is_passed_on(gw, upstream, stream):  # noq
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_timeout_before_first_byte_is_504(gw, upstream, stream):  # noqa: F811
-    upstream.script(Reply(delay_first=1.5))
+    upstream.script(Reply(delay_first=4.5))  # three times the route's 1.5 s timeouts
     r = post(gw, {"model": "slow", "messages": MESSAGES, "stream": stream})
     assert r.status_code == 504 and "first_token" in err(r)["message"]
-    upstream.script(Reply(delay_headers=1.5))
+    upstream.script(Reply(delay_headers=4.5))
     r = post(gw, {"model": "slow", "messages": MESSAGES, "stream": stream})
     assert r.status_code == 504
 
@@ -182,7 +182,7 @@ def sse_tail(r: httpx.Response) -> tuple[list, bool]:
 
 @pytest.mark.parametrize("reply,expect", [
     (Reply(break_after=2), "dropped the connection"),
-    (Reply(delay_between=1.0), "idle timeout"),
+    (Reply(delay_between=4.5), "idle timeout"),
     (Reply(error_after=2, delay_between=0.05, error_object={"message": "overloaded mid-way", "type": "server_error",
                                                              "param": None, "code": None}), "overloaded mid-way"),
 ])

