@@ -6,7 +6,8 @@ its own event loop, against the real SQLite store of the test's MLXGW_HOME.
         gw.app.gateway       # the live state (runtime, audit writer)
 
 `apply_config(cli, tmp_path, yaml_text)` writes a gateway.yaml and applies it with the real CLI.
-`blackhole_port()` gives a port where connecting hangs (connect timeouts).
+`blackhole_port()` gives a port where connecting hangs (connect timeouts); `free_port()`, `answers_health()`
+and `refuses()` help tests that run `mlxgw serve` as a subprocess.
 `openai_config(base_url, ...)` builds the YAML of one openai-compatible provider and its routes.
 """
 
@@ -114,6 +115,33 @@ def wait_for_rows(gw: RunningGateway, n: int, timeout: float = 30.0) -> list[dic
         store.engine.dispose()
     assert len(rows) == n, f"{len(rows)} audit rows, expected {n}"
     return rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers_health(origin: str) -> bool:
+    """True when a gateway at `origin` answers /health (False while it is not listening yet)."""
+    import httpx
+
+    try:
+        return httpx.get(origin + "/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def refuses(origin: str) -> bool:
+    """True once nothing listens at `origin` any more (a gateway shutting down closed its socket)."""
+    import httpx
+
+    try:
+        httpx.get(origin + "/health", timeout=2)
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 def blackhole_port() -> tuple[int, list]:

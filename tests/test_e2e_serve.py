@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import anthropic
-import httpx
 import openai
 import pytest
 import yaml
@@ -25,6 +24,7 @@ from typer.testing import CliRunner
 
 from tests.anthropic_upstream import anthropic_upstream, anthropic_upstream_server  # noqa: F401
 from tests.conftest import SENTINEL_ANTHROPIC, SENTINEL_OPENAI
+from tests.gateway_harness import answers_health, free_port, refuses
 from tests.supervisor_helpers import alive, wait_until
 from tests.upstream import Reply, closed_port, upstream, upstream_server  # noqa: F401
 
@@ -53,13 +53,13 @@ class Served:
     """One `mlxgw serve` process on a free port, its output in a file (a pipe nobody reads could fill)."""
 
     def __init__(self, home: Path, *args: str):
-        self.port = _free_port()
+        self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.log = home.parent / f"serve-{self.port}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlxgw", "serve", "--port", str(self.port), "--log-level", "warning", *args],
             env=dict(os.environ), stdout=open(self.log, "wb"), stderr=subprocess.STDOUT)
-        if not wait_until(lambda: self.proc.poll() is not None or _up(self.origin), 60, 0.05) or not _up(self.origin):
+        if not wait_until(lambda: self.proc.poll() is not None or answers_health(self.origin), 60, 0.05) or not answers_health(self.origin):
             self.stop()
             raise AssertionError(f"serve did not come up: {self.output()}")
 
@@ -75,21 +75,6 @@ class Served:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _up(origin: str) -> bool:
-    try:
-        return httpx.get(origin + "/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _apply(text: str, folder: Path, name: str = "gateway.yaml") -> None:
@@ -237,14 +222,7 @@ def test_sigterm_lets_a_stream_in_flight_finish(own, upstream):  # noqa: F811
         got = [next(chunks)]
         s.proc.send_signal(signal.SIGTERM)
 
-        def refusing() -> bool:  # the listening socket is closed: new clients are turned away
-            try:
-                httpx.get(s.origin + "/health", timeout=2)
-            except httpx.ConnectError:
-                return True
-            return False
-
-        assert wait_until(refusing, 20, 0.05)
+        assert wait_until(lambda: refuses(s.origin), 20, 0.05)  # new clients are turned away
         got += list(chunks)  # the rest of the stream, sent after SIGTERM
         assert s.proc.wait(60) == 0
     finally:

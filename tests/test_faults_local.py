@@ -21,7 +21,7 @@ import yaml
 
 from mlxgw.server import ServerConfig
 from tests.fault_harness import DIALECTS, ask, cloud_config
-from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
+from tests.gateway_harness import answers_health, apply_config, free_port, refuses, running_gateway, wait_for_rows
 from tests.supervisor_helpers import alive, wait_until, write_fake_command
 from tests.upstream import Reply, upstream, upstream_server  # noqa: F401
 
@@ -184,13 +184,13 @@ def test_sigterm_lets_the_request_in_flight_finish_then_flushes_the_audit_and_st
         home, cli, tmp_path, upstream, fake, model_path):  # noqa: F811
     data = yaml.safe_load(config(upstream.base_url, fake, model_path, tmp_path))
     apply_config(cli, tmp_path, yaml.safe_dump(data))
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mlxgw", "serve", "--port", str(port), "--shutdown-timeout", "10",
                              "--log-level", "warning"], env=dict(os.environ), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     origin = f"http://127.0.0.1:{port}"
     try:
-        assert wait_until(lambda: _up(origin), 20)
+        assert wait_until(lambda: answers_health(origin), 20)
         # An engine the gateway started, and a slow stream in flight when SIGTERM arrives.
         assert httpx.post(origin + "/admin/models/m/start", params={"provider": "steady"}, timeout=30).status_code == 200
         listed = httpx.get(origin + "/admin/models", timeout=10).json()["data"]
@@ -202,7 +202,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_flushes_the_audit_and_st
             chunks = r.iter_text()
             text = next(chunks)
             proc.send_signal(signal.SIGTERM)
-            assert wait_until(lambda: _refused(origin), 20)  # no longer accepting
+            assert wait_until(lambda: refuses(origin), 20)  # no longer accepting
             text += "".join(chunks)
         assert text.endswith("data: [DONE]\n\n") and text.count("word") == 15
         assert proc.wait(20) == 0
@@ -216,26 +216,3 @@ def test_sigterm_lets_the_request_in_flight_finish_then_flushes_the_audit_and_st
 
     rows = queries.tail(Store(), 10)
     assert rows[-1]["requested_model"] == "m" and rows[-1]["status"] == 200 and rows[-1]["error"] is None
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _refused(origin: str) -> bool:
-    try:
-        httpx.get(origin + "/health", timeout=2)
-    except httpx.ConnectError:
-        return True
-    return False
-
-
-def _up(origin: str) -> bool:
-    try:
-        return httpx.get(origin + "/health", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
