@@ -13,6 +13,9 @@ check request defaults. Behaviour is set by environment variables (the provider'
     FAKE_CHILD=1               start a child process in the same process group (like mlx-openai-server)
     FAKE_TOKEN_DELAY=SECONDS   pause between streamed chunks
     FAKE_STARTS=FILE           append "pid port" to FILE when the server listens
+    FAKE_CASSETTES=DIR         answer each POST with a real engine's recorded answer (the vcrpy cassettes in
+                               DIR, tests/cassettes/<engine>) to a well-formed request of the same path
+                               and streaming mode
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import subprocess
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
 
 
 COUNT_TOKENS = 4242
@@ -62,6 +67,8 @@ class Handler(BaseHTTPRequestHandler):
         if body.get("model") != self.served:
             return self._json(404, {"error": {"message": f"model {body.get('model')!r} not found",
                                               "code": "model_not_found"}})
+        if os.environ.get("FAKE_CASSETTES"):
+            return self._recorded(bool(body.get("stream")))
         params = {k: body.get(k) for k in ("temperature", "top_p", "max_tokens", "max_completion_tokens")}
         text = "echo " + json.dumps(params, sort_keys=True)
         n = int(body.get("max_tokens") or 5)
@@ -103,6 +110,27 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             print("fake-engine: client disconnected mid-stream", flush=True)
         self.close_connection = True
+
+
+    def _recorded(self, stream: bool) -> None:
+        import yaml  # only this mode needs it
+
+        for path in sorted(Path(os.environ["FAKE_CASSETTES"]).glob("*.yaml")):
+            for i in yaml.safe_load(path.read_text())["interactions"]:
+                req, resp = i["request"], i["response"]
+                sent = json.loads(req["body"] or "{}")
+                if req["method"] == "POST" and urlsplit(req["uri"]).path == self.path \
+                        and bool(sent.get("stream")) == stream and isinstance(sent.get("messages"), list):
+                    data = resp["body"]["string"]
+                    data = data.encode() if isinstance(data, str) else data
+                    self.send_response(resp["status"]["code"])
+                    headers = {k.lower(): v[0] for k, v in resp["headers"].items()}
+                    self.send_header("content-type", headers.get("content-type", "application/json"))
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+        self._json(404, {"error": {"message": f"no recorded answer for {self.path} (stream={stream})"}})
 
 
 def main(argv: list[str]) -> int:

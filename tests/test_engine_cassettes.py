@@ -1,6 +1,7 @@
 """The real engines' recorded answers (tests/cassettes/, see tests/engine_cassettes.py) through the
-gateway's adapters: replayed on every machine, engines installed or not; and, where the engines are
-installed (always in CI), recorded again and compared, so a change in the engines' behaviour fails here.
+gateway's adapters, and through the whole gateway to both SDKs (the fake engine serving them): replayed
+on every machine, engines installed or not; and, where the engines are installed (always in CI), recorded
+again and compared, so a change in the engines' behaviour fails here.
 
 To refresh the cassettes after an engine upgrade: `MLXGW_RECORD_CASSETTES=1 python -m pytest
 tests/test_engine_cassettes.py -k drift`, then review the diff of tests/cassettes/.
@@ -9,21 +10,26 @@ tests/test_engine_cassettes.py -k drift`, then review the diff of tests/cassette
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 from pathlib import Path
 
+import anthropic
 import httpx
+import openai
 import pytest
+import yaml
 
 from mlxgw.backends import local_profiles
 from mlxgw.backends.http import HttpClient
 from tests.engine_cassettes import (
-    CASSETTES, ENGINE_PORT, MODEL, SCENARIOS, Engine, cassette_path, normalised, recorder,
+    CASSETTES, ENGINE_PORT, LIMIT, MESSAGES, MODEL, SCENARIOS, Engine, cassette_path, normalised, recorder,
 )  # fmt: skip
 from tests.engine_harness import ENGINES, engine_executable, tiny_model_dir
-from tests.supervisor_helpers import group_members, wait_until
+from tests.gateway_harness import apply_config, running_gateway
+from tests.supervisor_helpers import group_members, wait_until, write_fake_command
 
 ALL = [(kind, name) for kind, scenarios in SCENARIOS.items() for name in scenarios]
 
@@ -128,3 +134,38 @@ def test_drift_the_engine_still_answers_as_recorded(kind, tmp_path):
         assert normalised(new) == normalised(old), (
             f"{kind} answers {name} differently from {old.relative_to(CASSETTES.parent.parent)}:\n"
             f"{new.read_text()[:3000]}")
+
+
+# --- the recorded answers through the whole gateway ---------------------------------------------------------
+
+
+def test_the_recorded_answers_reach_both_sdks_through_the_gateway(home, cli, tmp_path):
+    """The fake engine serves the cassettes' answers (FAKE_CASSETTES), so the engines' real bytes go
+    through the whole gateway: supervisor, adapters and their quirk fixes, and the translation for an
+    Anthropic client of mlx-openai-server. Every reply was cut by max_tokens, and every client hears so."""
+    fake = write_fake_command(tmp_path / "bin")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    providers = [{"name": p, "kind": kind, "command": fake, "env": {"FAKE_CASSETTES": str(CASSETTES / kind)},
+                  "models": [{"name": MODEL, "path": str(tmp_path / "m")}]}
+                 for p, kind in (("mos", "mlx-openai-server"), ("vl", "vllm-mlx"))]
+    routes = [{"match": {"exact": p}, "target": f"{p}/{MODEL}"} for p in ("mos", "vl")]
+    apply_config(cli, tmp_path, yaml.safe_dump({"version": 1, "providers": providers, "routes": routes}))
+    recorded_count = yaml.safe_load(cassette_path(CASSETTES, "vllm-mlx", "count_tokens").read_text())
+    recorded_count = json.loads(recorded_count["interactions"][0]["response"]["body"]["string"])["input_tokens"]
+    with running_gateway() as gw:
+        oa = openai.OpenAI(base_url=gw.base_url, api_key="x", max_retries=0)
+        an = anthropic.Anthropic(base_url=gw.origin, api_key="x", max_retries=0)
+        for model in ("mos", "vl"):
+            done = oa.chat.completions.create(model=model, messages=MESSAGES, max_tokens=LIMIT)
+            assert done.choices[0].finish_reason == "length" and done.choices[0].message.content, model
+            chunks = list(oa.chat.completions.create(model=model, messages=MESSAGES, max_tokens=LIMIT, stream=True))
+            assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] \
+                == ["length"], model
+            assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            msg = an.messages.create(model=model, max_tokens=LIMIT, messages=MESSAGES)
+            assert msg.stop_reason == "max_tokens" and msg.content[0].text, model
+            with an.messages.stream(model=model, max_tokens=LIMIT, messages=MESSAGES) as s:
+                final = s.get_final_message()
+            assert final.stop_reason == "max_tokens" and final.content[0].text, model
+        assert an.messages.count_tokens(model="vl", messages=MESSAGES).input_tokens == recorded_count
