@@ -17,6 +17,18 @@ SENTINEL_OPENAI = "sk-SENTINEL-openai-7f3a9c1e5b"
 SENTINEL_ANTHROPIC = "sk-ant-SENTINEL-2d8e4f6a0c"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_real_home(tmp_path_factory):
+    """No test ever reads or writes the user's own store (~/.local/share/mlxgw): a test that forgets
+    `home` gets an empty session-wide one instead (test_server_app did, and failed once another
+    checkout's newer schema sat in the real one)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLXGW_HOME", str(tmp_path_factory.mktemp("session-home")))
+    mp.delenv("MLXGW_DB", raising=False)
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     h = tmp_path / "home"
