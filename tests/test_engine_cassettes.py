@@ -48,7 +48,6 @@ async def _run(kind: str, names: list[str], port: int, root: Path, record: bool)
                 assert len(cassette) > 0, f"{name} made no request"
             else:
                 assert cassette.all_played, f"{name} did not replay every recorded exchange"
-
     finally:
         await http.close()
 

@@ -115,7 +115,7 @@ def test_an_engine_killed_while_serving(gw):
             assert r.status_code == 200
             chunks = r.iter_text()
             got = next(chunks)
-            assert wait_until(lambda: m.state == "ready" and m.proc is not None, 5)
+            assert wait_until(lambda: m.state == "ready" and m.proc is not None, 20)
             os.killpg(m.proc.pid, signal.SIGKILL)
             got += "".join(chunks)
         if dialect == "openai":

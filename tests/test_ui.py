@@ -380,7 +380,7 @@ def test_ui_served_live(home, cli, tmp_path, browser):
             for name, route in [("possab", "regex:^poss(?:a*+)b"), ("atomxyz", None), ("atomxz", "regex:^atom(?>x|xy)z")]:
                 browser.type_into("#resolver-input", name)
                 assert browser.evaluate("mlxgwResolve(%s).undecided" % json.dumps(name)) == "regex:^poss(?:a*+)b"
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 20  # a poll: this tells a hang from a slow machine
                 while "The server says" not in (text := browser.evaluate(
                         "document.getElementById('resolver-answer').innerText")):
                     assert time.monotonic() < deadline, text
@@ -394,7 +394,7 @@ def test_ui_served_live(home, cli, tmp_path, browser):
 
             # A new apply: the next request shows the new revision, built once.
             apply_config(cli, tmp_path, LIVE.replace('prefix: "gpt-"', 'prefix: "gpt-4"'), "v2.yaml")
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 20  # a poll: this tells a hang from a slow machine
             while "prefix:gpt-4" not in (text := httpx.get(gw.origin + "/ui").text):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
@@ -410,13 +410,17 @@ def test_ui_audit_figures_come_from_a_background_query(home, cli, tmp_path, monk
     real = data.audit_figures
     monkeypatch.setattr(data, "audit_figures", lambda store: queries.append(1) or real(store))
     with running_gateway() as gw:
-        # Long enough that five requests fit in one period even on a loaded machine (a 1 s period flaked).
-        ui_resource(gw).refresh = 3.0
-        for _ in range(5):
+        page = ui_resource(gw)
+        page.refresh = 1.0
+        t0 = time.monotonic()
+        for _ in range(10):
             assert httpx.get(gw.origin + "/ui").status_code == 200
-        assert len(queries) == 1  # the first request's query; the others read what it found
+        elapsed = time.monotonic() - t0
+        # The first request's query, then at most one per refresh period (a loaded machine may take longer
+        # than one for the ten requests): the other requests read what was found, they never query.
+        assert 1 <= len(queries) <= 1 + int(elapsed / page.refresh), (len(queries), elapsed)
         add_audit_rows(Store(), [{"ts": time.time(), "route": "prefix:gpt-", "duration_ms": 12.0}])
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 20  # a poll: this tells a hang from a slow machine
         while ">12 ms<" not in httpx.get(gw.origin + "/ui").text:  # the next periodic query finds it
             assert time.monotonic() < deadline
             time.sleep(0.1)
