@@ -130,7 +130,7 @@ async def test_idle_ttl_stops_but_never_with_a_request_in_flight(env, fake):
         pid = m.proc.pid
         await asyncio.sleep(0.8)  # past the TTL, but in flight
         assert m.state == READY and alive(pid)
-    for _ in range(40):
+    for _ in range(200):  # polled for up to 20 s
         await asyncio.sleep(0.1)
         if m.state == STOPPED:
             break
@@ -144,7 +144,10 @@ async def test_a_killed_engine_is_restarted_by_the_next_request(env, fake):
     m = await sup.ensure_ready("loc", "a")
     pid = m.proc.pid
     os.kill(pid, signal.SIGKILL)
-    await asyncio.sleep(0.2)
+    for _ in range(400):  # until it is gone (polled for up to 20 s), not a guess at how long dying takes
+        if m.proc.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
     m2 = await sup.ensure_ready("loc", "a")
     assert m2.state == READY and m2.proc.pid != pid and m2.starts == 2
     assert "exited on its own" in m2.log_path.read_text()
@@ -155,7 +158,7 @@ async def test_the_reaper_notices_a_crash(env, fake):
     sup = make([provider("loc", fake, [model("a", model_dir(tmp))])], reap=0.05)
     m = await sup.ensure_ready("loc", "a")
     m.proc.kill()
-    for _ in range(40):
+    for _ in range(400):  # polled for up to 20 s
         await asyncio.sleep(0.05)
         if m.state == STOPPED:
             break
@@ -250,7 +253,7 @@ async def test_reload_keeps_unchanged_engines_and_restarts_changed_ones(env, fak
     new = [provider("loc", fake, [model("a", d, idle_ttl="1h"), model("b", d, args=["--extra"])])]
     sup.sync(Snapshot({"providers": new}).providers.values())
     assert a.proc.pid == pids[0] and a.settings.idle_ttl == 3600  # same spec: kept, settings updated
-    for _ in range(60):
+    for _ in range(400):  # polled for up to 20 s
         await asyncio.sleep(0.05)
         if not alive(pids[2]) and b.state == STOPPED:
             break
