@@ -27,8 +27,8 @@ import vcr
 import yaml
 
 from mlxgw.backends.base import Timeouts, UpstreamStatusError
-from mlxgw.supervisor import LaunchSpec, ManagedModel
-from mlxgw.supervisor.core import ModelSettings
+from mlxgw.kinds import ANTHROPIC_MESSAGES, OPENAI_CHAT
+from mlxgw.supervisor import LaunchSpec, ManagedModel, ModelSettings
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes"
 ENGINE_PORT = 18000  # the port every recorded URL is rewritten to
@@ -54,6 +54,22 @@ class Engine:
         m = ManagedModel("eng", MODEL, LaunchSpec(kind, kind, "/models/tiny", (), ()), ModelSettings(), log_path=None)
         m.port = port
         return cls(kind, profile, profile.make_client(m), http, m.base_url)
+
+    # The engine's HTTP adapters, one per wire it speaks (the only calls into them, kept here).
+    async def chat(self, body: dict):
+        return await self.clients[OPENAI_CHAT].call(OPENAI_CHAT, body, Timeouts())
+
+    def chat_stream(self, body: dict):
+        return self.clients[OPENAI_CHAT].stream(OPENAI_CHAT, body, Timeouts())
+
+    async def messages(self, body: dict):
+        return await self.clients[ANTHROPIC_MESSAGES].call(ANTHROPIC_MESSAGES, body, Timeouts(), VERSION_HEADERS)
+
+    def messages_stream(self, body: dict):
+        return self.clients[ANTHROPIC_MESSAGES].stream(ANTHROPIC_MESSAGES, body, Timeouts(), VERSION_HEADERS)
+
+    async def count_tokens(self, body: dict):
+        return await self.clients[ANTHROPIC_MESSAGES].count_tokens(body, Timeouts(), VERSION_HEADERS)
 
 
 Scenario = Callable[[Engine], Awaitable[None]]
@@ -111,7 +127,7 @@ async def health(e: Engine) -> None:
 async def chat(e: Engine) -> None:
     """A plain chat completion cut by max_tokens: the gateway reports finish_reason "length"."""
     body = chat_body()
-    raw = await e.clients.openai.chat(body, Timeouts())
+    raw = await e.chat(body)
     engine_said = raw.body["choices"][0]["finish_reason"]
     # mlx-openai-server says "stop" when max_tokens ended the reply (the quirk fix_result absorbs).
     assert engine_said == ("stop" if e.kind == "mlx-openai-server" else "length")
@@ -126,7 +142,7 @@ async def chat(e: Engine) -> None:
 async def chat_stream(e: Engine) -> None:
     """A streamed chat completion, as the gateway asks for it (usage included), cut by max_tokens."""
     body = chat_body(stream=True, stream_options={"include_usage": True})
-    raw = await collect(e.clients.openai.stream(body, Timeouts()))
+    raw = await collect(e.chat_stream(body))
     events = sse_data(raw)
     assert events[-1] == "[DONE]"
     engine_reasons = [c["finish_reason"] for ev in events[:-1] for c in ev.get("choices") or [] if c.get("finish_reason")]
@@ -151,7 +167,7 @@ async def chat_error(e: Engine) -> None:
     """A body the engine rejects: an HTTP error status the gateway passes on, naming the field."""
     body = {"model": MODEL, "messages": "not a list", "max_tokens": LIMIT}
     try:
-        await e.clients.openai.chat(body, Timeouts())
+        await e.chat(body)
     except UpstreamStatusError as exc:
         assert 400 <= exc.status < 500, exc.status
         assert b"messages" in exc.body
@@ -163,7 +179,7 @@ async def chat_error(e: Engine) -> None:
 async def messages(e: Engine) -> None:
     """vllm-mlx's own /v1/messages, cut by max_tokens."""
     body = {"model": MODEL, "max_tokens": LIMIT, "messages": MESSAGES, "temperature": 0}
-    msg = (await e.clients.messages.messages(body, Timeouts(), VERSION_HEADERS)).body
+    msg = (await e.messages(body)).body
     assert msg["type"] == "message" and msg["role"] == "assistant" and msg["model"] == MODEL
     assert msg["content"][0]["type"] == "text" and msg["content"][0]["text"]
     assert msg["stop_reason"] == "max_tokens"
@@ -174,7 +190,7 @@ async def messages(e: Engine) -> None:
 async def messages_stream(e: Engine) -> None:
     """vllm-mlx's /v1/messages streamed: Anthropic's named events, in their order, cut by max_tokens."""
     body = {"model": MODEL, "max_tokens": LIMIT, "messages": MESSAGES, "temperature": 0, "stream": True}
-    raw = await collect(e.clients.messages.messages_stream(body, Timeouts(), VERSION_HEADERS))
+    raw = await collect(e.messages_stream(body))
     # The engine says "end_turn" when max_tokens ended a stream (its non-streamed answer says
     # "max_tokens"): the quirk fix_messages_stream absorbs.
     assert [d["delta"]["stop_reason"] for n, d in sse_events(raw) if n == "message_delta"] == ["end_turn"]
@@ -198,7 +214,7 @@ async def messages_stream(e: Engine) -> None:
 async def count_tokens(e: Engine) -> None:
     """vllm-mlx's /v1/messages/count_tokens."""
     body = {"model": MODEL, "messages": MESSAGES}
-    got = (await e.clients.messages.count_tokens(body, Timeouts(), VERSION_HEADERS)).body
+    got = (await e.count_tokens(body)).body
     assert isinstance(got["input_tokens"], int) and got["input_tokens"] > 0
 
 
@@ -209,7 +225,7 @@ async def messages_error(e: Engine) -> None:
     gateway itself answers such a body with a 400 before any engine sees it.)"""
     body = {"model": MODEL, "max_tokens": LIMIT, "messages": "not a list"}
     try:
-        await e.clients.messages.messages(body, Timeouts(), VERSION_HEADERS)
+        await e.messages(body)
     except UpstreamStatusError as exc:
         assert exc.status == 500 and exc.body == b"Internal Server Error", (exc.status, exc.body)
     else:

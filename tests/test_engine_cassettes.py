@@ -68,8 +68,8 @@ def test_every_cassette_belongs_to_a_scenario():
 
 def _start_engine(kind: str, workdir: Path) -> tuple[subprocess.Popen, int]:
     """The engine serving the tiny model as the gateway launches it, ready."""
-    from mlxgw.supervisor import LaunchSpec, ManagedModel
-    from mlxgw.supervisor.core import ModelSettings, free_port
+    from mlxgw.supervisor import LaunchSpec, ManagedModel, ModelSettings
+    from mlxgw.supervisor.process import free_port
 
     profile = local_profiles(None)[kind]
     launch = LaunchSpec(kind, engine_executable(kind), tiny_model_dir(), (), ())
