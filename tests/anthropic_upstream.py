@@ -12,7 +12,8 @@ Endpoints
     POST /v1/messages/count_tokens    ``{"input_tokens": N}``
     GET  /v1/models                   Anthropic's model list
 Every response carries a ``request-id: req_up...`` header. Bodies and events validate as the ``anthropic``
-SDK's own types (tests/test_anthropic_upstream.py proves it).
+SDK's own types (test_upstream_speaks_messages_as_the_sdk_expects in tests/test_backend_anthropic.py
+proves it).
 
 Use
     with AnthropicUpstream() as up:

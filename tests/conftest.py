@@ -33,6 +33,18 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("store_kind", ["sqlite", "postgresql"], indirect=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_real_home(tmp_path_factory):
+    """No test ever reads or writes the user's own store (~/.local/share/mlxgw): a test that forgets
+    `home` gets an empty session-wide one instead (test_server_app did, and failed once another
+    checkout's newer schema sat in the real one)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLXGW_HOME", str(tmp_path_factory.mktemp("session-home")))
+    mp.delenv("MLXGW_DB", raising=False)
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def store_kind(request) -> str:
     return getattr(request, "param", "sqlite")

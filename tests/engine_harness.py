@@ -1,17 +1,15 @@
 """Local engines for tests: where the installed engines and the tiny model are, and gateway configs that
 serve them.
 
-In CI (CI=true) a missing engine is a test failure (the install step in .ci/run went wrong); on a
+In CI (see tests/ci.py) a missing engine is a test failure (the install step in .ci/run went wrong); on a
 developer's machine it is a skip that names the install command.
 """
 
 from __future__ import annotations
 
-import os
-
-import pytest
 import yaml
 
+from tests.ci import missing
 from tests.engines import install, tiny_model
 
 ENGINES = tuple(install.ENGINES)
@@ -20,11 +18,7 @@ ENGINES = tuple(install.ENGINES)
 def engine_executable(engine: str) -> str:
     if install.is_installed(engine):
         return str(install.executable(engine))
-    msg = (f"{engine} is not installed for the tests in {install.venv_dir(engine)}: "
-           f"run `python3 tests/engines/install.py {engine}`")
-    if os.environ.get("CI", "").lower() in ("true", "1"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    missing(f"{engine} (in {install.venv_dir(engine)})", f"python3 tests/engines/install.py {engine}")
 
 
 def tiny_model_dir() -> str:

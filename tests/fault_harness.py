@@ -18,6 +18,7 @@ from tests import conformance
 from tests.upstream import closed_port
 
 DIALECTS = ("openai", "anthropic")
+FAULT_TIMEOUT = 2.0  # the primary's connect, first-token and idle timeouts (s): no healthy answer nears it
 MESSAGES = [{"role": "user", "content": "hello there"}]
 
 
@@ -115,7 +116,8 @@ def cloud_config(up_url: str, *, defaults: dict | None = None, primary: dict | N
         "defaults": defaults if defaults is not None else {"cooldown": "0s"},
         "providers": [
             {"name": "primary", "kind": "openai-compatible", "base_url": up_url,
-             "timeouts": {"connect": "300ms", "first_token": "400ms", "idle": "400ms"}, **(primary or {})},
+             "timeouts": {k: f"{FAULT_TIMEOUT:g}s" for k in ("connect", "first_token", "idle")},
+             **(primary or {})},
             {"name": "backup", "kind": "openai-compatible", "base_url": up_url},
             {"name": "dead", "kind": "openai-compatible", "base_url": dead},
             *(providers or []),

@@ -6,7 +6,8 @@ its own event loop, against the real SQLite store of the test's MLXGW_HOME.
         gw.app.gateway       # the live state (runtime, audit writer)
 
 `apply_config(cli, tmp_path, yaml_text)` writes a gateway.yaml and applies it with the real CLI.
-`blackhole_port()` gives a port where connecting hangs (connect timeouts).
+`blackhole_port()` gives a port where connecting hangs (connect timeouts); `free_port()`, `answers_health()`
+and `refuses()` help tests that run `mlxgw serve` as a subprocess.
 `openai_config(base_url, ...)` builds the YAML of one openai-compatible provider and its routes.
 """
 
@@ -98,19 +99,52 @@ def apply_config(cli, tmp_path, text: str, name: str = "gateway.yaml") -> None:
     assert code == 0, out + err
 
 
-def wait_for_rows(gw: RunningGateway, n: int, timeout: float = 5.0) -> list[dict]:
-    """The audit rows once at least `n` were written (the writer batches every 200 ms)."""
+def wait_for_rows(gw: RunningGateway, n: int, timeout: float = 30.0) -> list[dict]:
+    """The audit rows once `n` were written (the writer batches every 200 ms). Fails when fewer than `n`
+    came within `timeout`, or more: a test counts the requests it made, so a check over the rows never
+    passes over missing ones."""
     from mlxgw.audit import queries
     from mlxgw.store.db import Store
 
     store = Store(gw.app.gateway.config.db_url)
     deadline = time.monotonic() + timeout
-    while True:
-        rows = queries.tail(store, 10_000)
-        if len(rows) >= n or time.monotonic() > deadline:
-            store.engine.dispose()
-            return rows
-        time.sleep(0.05)
+    try:
+        while True:
+            rows = queries.tail(store, 10_000)
+            if len(rows) >= n or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        store.engine.dispose()
+    assert len(rows) == n, f"{len(rows)} audit rows, expected {n}"
+    return rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def answers_health(origin: str) -> bool:
+    """True when a gateway at `origin` answers /health (False while it is not listening yet)."""
+    import httpx
+
+    try:
+        return httpx.get(origin + "/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def refuses(origin: str) -> bool:
+    """True once nothing listens at `origin` any more (a gateway shutting down closed its socket)."""
+    import httpx
+
+    try:
+        httpx.get(origin + "/health", timeout=2)
+    except httpx.ConnectError:
+        return True
+    return False
 
 
 def blackhole_port() -> tuple[int, list]:

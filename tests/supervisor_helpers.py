@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import queue
 import stat
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +47,39 @@ def wait_until(cond, timeout: float = 10.0, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return cond()
+
+
+class Lines:
+    """The lines a process writes to a pipe, read by a thread: a test waits for a line with a deadline
+    instead of blocking on readline() forever."""
+
+    def __init__(self, pipe):
+        self._q: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
+
+    def _pump(self, pipe) -> None:
+        for line in pipe:
+            self._q.put(line)
+        self._q.put(None)
+
+    def next(self, timeout: float = 30.0) -> str:
+        try:
+            line = self._q.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no line within {timeout:g}s; so far: {self.seen[-5:]}") from None
+        if line is None:
+            raise AssertionError(f"the process closed its output; so far: {self.seen[-5:]}")
+        self.seen.append(line)
+        return line
+
+    def until(self, cond, timeout: float = 30.0) -> str:
+        """The first line (from now) for which cond(line) is true."""
+        end = time.monotonic() + timeout
+        while True:
+            line = self.next(max(0.01, end - time.monotonic()))
+            if cond(line):
+                return line
 
 
 def group_members(pgid: int) -> list[int]:

@@ -8,10 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from mlxgw.audit.writer import AuditWriter
 from mlxgw.store.db import Store
+from tests.supervisor_helpers import Lines
 from tests.test_audit import row
 
 pytestmark = pytest.mark.both_stores  # SQLite and PostgreSQL (tests/conftest.py)
@@ -45,12 +45,12 @@ def test_tail_follow_prints_new_rows(home):
     write(row(0))
     proc = subprocess.Popen([sys.executable, "-m", "mlxgw", "logs", "tail", "-f", "--json", "--interval", "0.05"],
                             env=dict(os.environ), stdout=subprocess.PIPE, text=True)
+    lines = Lines(proc.stdout)
     try:
-        assert json.loads(proc.stdout.readline())["id"] == "req_000000"
-        time.sleep(0.2)
+        assert json.loads(lines.next())["id"] == "req_000000"
         write(row(1), row(2))
-        assert json.loads(proc.stdout.readline())["id"] == "req_000001"
-        assert json.loads(proc.stdout.readline())["id"] == "req_000002"
+        assert json.loads(lines.next())["id"] == "req_000001"
+        assert json.loads(lines.next())["id"] == "req_000002"
     finally:
         proc.terminate()
         proc.wait(5)

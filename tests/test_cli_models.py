@@ -6,13 +6,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from tests.engine_harness import local_config
 from tests.gateway_harness import apply_config, running_gateway
-from tests.supervisor_helpers import alive, write_fake_command
+from tests.supervisor_helpers import Lines, alive, write_fake_command
 
 
 @pytest.fixture
@@ -54,16 +53,16 @@ def test_logs_follow(cli, gateway):
     url = gateway.origin
     assert cli("models", "start", "m", "--url", url)[0] == 0
     proc = subprocess.Popen([sys.executable, "-m", "mlxgw", "models", "logs", "m", "-f", "-n", "1", "--url", url,
-                             "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--interval", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ))
+    lines = Lines(proc.stdout)
     try:
-        time.sleep(1.5)
+        lines.next()  # the last line so far: it follows now
         assert cli("models", "stop", "m", "--url", url)[0] == 0
-        time.sleep(1.0)
+        lines.until(lambda line: "mlxgw stopped the engine (asked to)" in line)
     finally:
         proc.terminate()
-        out, err = proc.communicate(timeout=10)
-    assert "mlxgw stopped the engine (asked to)" in out, (out, err)
+        proc.wait(10)
 
 
 def test_a_failed_start_shows_the_engine_log(cli, gateway):

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from mlxgw.cli.completion import script
+from tests.ci import missing
 from tests.conftest import ROOT
 
 REGENERATE = "for s in bash zsh fish; do mlxgw completion $s > completions/mlxgw.$s; done"
@@ -41,14 +42,14 @@ def test_bash_completes_commands_and_options():
 def test_other_shells_parse(shell):
     exe = shutil.which(shell)
     if exe is None:
-        pytest.skip(f"{shell} is not installed")
+        missing(shell, f"apt-get install -y {shell}")
     subprocess.run([exe, "-n", str(ROOT / "completions" / f"mlxgw.{shell}")], check=True)
 
 
 def test_fish_completes_subcommands():
     exe = shutil.which("fish")
     if exe is None:
-        pytest.skip("fish is not installed")
+        missing("fish", "apt-get install -y fish")
     src = ROOT / "completions" / "mlxgw.fish"
     out = subprocess.run([exe, "-c", f"source {src}; complete -C 'mlxgw providers s'; complete -C 'mlxgw diff --ex'"],
                          capture_output=True, text=True, check=True).stdout

@@ -2,8 +2,10 @@
 tiny generated model through the gateway: cold starts, streams, /v1/messages, /v1/responses, single-flight starts, crash
 recovery, memory eviction and refusal, idle TTL, start failures, and `serve` stopping its engines.
 
-One gateway per engine serves every test of that engine, in file order, so each engine starts only a
-few times. Marked slow; CI runs them (a missing engine fails there, and is skipped elsewhere)."""
+One gateway per engine serves every test of that engine, so each engine starts only a few times; each
+test brings the models it needs to the state it needs (`ready()`, `stopped()`), so any one of them runs
+alone or in any order. Marked slow; CI runs them (a missing engine fails there, and is skipped
+elsewhere). The engines' answers are also recorded in tests/cassettes/ (tests/test_engine_cassettes.py)."""
 
 from __future__ import annotations
 
@@ -50,6 +52,20 @@ class Stack:
         data = httpx.get(self.gw.origin + "/admin/models", timeout=10).json()["data"]
         return next(m for m in data if m["name"] == name)
 
+    def ready(self, name: str) -> dict:
+        """The model, started first if it is not running."""
+        if self.model(name)["state"] != "ready":
+            r = httpx.post(self.gw.origin + f"/admin/models/{name}/start", timeout=180)
+            assert r.status_code == 200, r.text
+        m = self.model(name)
+        assert m["state"] == "ready" and alive(m["pid"]), m
+        return m
+
+    def stopped(self, name: str) -> dict:
+        r = httpx.post(self.gw.origin + f"/admin/models/{name}/stop", timeout=60)
+        assert r.status_code == 200 and r.json()["state"] == "stopped", r.text
+        return self.model(name)
+
 
 @pytest.fixture(scope="module", params=ENGINES)
 def stack(request, tmp_path_factory):
@@ -83,6 +99,16 @@ def stack(request, tmp_path_factory):
         mp.undo()
 
 
+def anthropic_events(text: str) -> list[tuple[str, dict]]:
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        lines = block.split("\n")
+        if block.strip():
+            assert lines[0].startswith("event: ") and lines[1].startswith("data: "), block
+            out.append((lines[0][7:], json.loads(lines[1][6:])))
+    return out
+
+
 def sse_events(text: str) -> list:
     out = []
     for block in text.split("\n\n"):
@@ -94,7 +120,7 @@ def sse_events(text: str) -> list:
 
 
 def test_a_cold_request_starts_the_engine_and_gets_an_answer(stack):
-    assert stack.model("tiny")["state"] == "stopped"
+    before = stack.stopped("tiny")["starts"]
     t0 = time.monotonic()
     r = stack.post("tiny-alias")
     assert r.status_code == 200, r.text
@@ -106,7 +132,7 @@ def test_a_cold_request_starts_the_engine_and_gets_an_answer(stack):
     assert choice["finish_reason"] == "length"
     assert body["usage"]["completion_tokens"] >= 1
     m = stack.model("tiny")
-    assert m["state"] == "ready" and m["starts"] == 1 and alive(m["pid"]) and m["memory"] > 0
+    assert m["state"] == "ready" and m["starts"] == before + 1 and alive(m["pid"]) and m["memory"] > 0
     print(f"{stack.engine}: cold start and answer in {time.monotonic() - t0:.1f}s")
 
     with httpx.stream("POST", stack.gw.base_url + "/chat/completions", timeout=60,
@@ -118,15 +144,13 @@ def test_a_cold_request_starts_the_engine_and_gets_an_answer(stack):
     chunks = [e for e in events[:-1] if e["choices"]]
     assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
-    assert stack.model("tiny")["starts"] == 1
+    assert stack.model("tiny")["starts"] == before + 1
 
 
 def test_anthropic_messages(stack):
     body = {"model": "tiny", "max_tokens": 6, "messages": [{"role": "user", "content": "Say hello."}]}
     r = httpx.post(stack.gw.base_url + "/messages", json=body, timeout=60,
                    headers={"anthropic-version": "2023-06-01"})
-    if r.status_code == 404 and "Unknown request URL" in r.text:
-        pytest.skip("this gateway has no /v1/messages endpoint yet (the Anthropic issue adds it)")
     assert r.status_code == 200, r.text
     msg = r.json()
     assert msg["type"] == "message" and msg["role"] == "assistant" and msg["content"][0]["type"] == "text"
@@ -135,7 +159,14 @@ def test_anthropic_messages(stack):
                       headers={"anthropic-version": "2023-06-01"}) as s:
         text = "".join(s.iter_text())
     assert s.status_code == 200
-    assert "event: message_start" in text and "event: content_block_delta" in text and "event: message_stop" in text
+    events = anthropic_events(text)
+    names = [n for n, _ in events if n != "ping"]
+    assert names[:2] == ["message_start", "content_block_start"]
+    assert names[-3:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert set(names[2:-3]) == {"content_block_delta"}
+    assert "".join(d["delta"]["text"] for n, d in events if n == "content_block_delta")
+    (delta,) = [d for n, d in events if n == "message_delta"]
+    assert delta["delta"]["stop_reason"] == "max_tokens"  # cut by max_tokens, as the non-streamed answer says
     r = httpx.post(stack.gw.base_url + "/messages/count_tokens", json={"model": "tiny", "messages": body["messages"]},
                    timeout=60, headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 200 and isinstance(r.json()["input_tokens"], int) and r.json()["input_tokens"] > 0
@@ -172,9 +203,7 @@ def test_responses_api_plain_streamed_and_chained(stack):
 
 
 def test_ten_concurrent_cold_requests_start_exactly_one_process(stack):
-    r = httpx.post(stack.gw.origin + "/admin/models/tiny/stop", timeout=60)
-    assert r.json()["state"] == "stopped"
-    before = stack.model("tiny")["starts"]
+    before = stack.stopped("tiny")["starts"]
     codes: list[int] = []
 
     def one():
@@ -194,7 +223,7 @@ def test_ten_concurrent_cold_requests_start_exactly_one_process(stack):
 
 
 def test_a_killed_engine_is_restarted_by_the_next_request(stack):
-    m = stack.model("tiny")
+    m = stack.ready("tiny")
     os.killpg(m["pid"], signal.SIGKILL)
     assert wait_until(lambda: not alive(m["pid"]), 10)
     r = stack.post("tiny")
@@ -204,8 +233,8 @@ def test_a_killed_engine_is_restarted_by_the_next_request(stack):
 
 
 def test_a_model_that_does_not_fit_evicts_the_idle_one(stack):
-    tiny = stack.model("tiny")
-    assert tiny["state"] == "ready"
+    stack.stopped("tiny-ttl")
+    tiny = stack.ready("tiny")
     r = stack.post("tiny-ttl")
     assert r.status_code == 200, r.text
     assert stack.model("tiny")["state"] == "stopped" and not alive(tiny["pid"])
@@ -214,16 +243,13 @@ def test_a_model_that_does_not_fit_evicts_the_idle_one(stack):
 
 
 def test_idle_ttl_stops_the_engine(stack):
-    m = stack.model("tiny-ttl")
-    assert m["state"] == "ready"
+    m = stack.ready("tiny-ttl")
     assert wait_until(lambda: stack.model("tiny-ttl")["state"] == "stopped", 15, 0.2)
     assert wait_until(lambda: not group_members(m["pid"]), 10)
 
 
 def test_a_model_over_the_memory_budget_is_refused_with_its_numbers(stack):
-    t0 = time.monotonic()
     r = stack.post("huge")
-    assert time.monotonic() - t0 < 5
     assert r.status_code == 502
     msg = r.json()["error"]["message"]
     assert "not starting 'huge'" in msg and "KV cache" in msg and "50000000 tokens" in msg
@@ -232,12 +258,11 @@ def test_a_model_over_the_memory_budget_is_refused_with_its_numbers(stack):
 
 
 def test_an_engine_that_fails_to_start_gives_a_clear_error_quickly(stack):
-    t0 = time.monotonic()
     r = stack.post("broken")
-    took = time.monotonic() - t0
-    assert r.status_code == 502 and took < 20, (r.status_code, took)
+    assert r.status_code == 502, r.text
     msg = r.json()["error"]["message"]
-    assert "while starting" in msg and "no-such-flag" in msg
+    # Quickly: the engine's exit is noticed, not waited out until the start timeout ("not ready within").
+    assert "exited with code" in msg and "while starting" in msg and "no-such-flag" in msg
     assert stack.model("broken")["state"] == "failed"
 
 

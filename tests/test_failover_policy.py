@@ -46,26 +46,27 @@ def test_retry_after_is_honoured_up_to_max_backoff():
 
 
 def test_breaker_opens_after_consecutive_failures_and_probes_once():
+    COOLDOWN = 1.0  # long enough that no stall of a loaded machine ends it between two lines
     b = Breakers()
     for _ in range(2):
-        b.failure("p", 0.2)
-    assert b.allow("p", 0.2) and not b.is_open("p")
+        b.failure("p", COOLDOWN)
+    assert b.allow("p", COOLDOWN) and not b.is_open("p")
     b.success("p")  # a success resets the count
     for _ in range(2):
-        b.failure("p", 0.2)
+        b.failure("p", COOLDOWN)
     assert not b.is_open("p")
-    b.failure("p", 0.2)
-    assert not b.allow("p", 0.2) and b.is_open("p") and b.open_until()["p"] > time.time()
+    b.failure("p", COOLDOWN)
+    assert not b.allow("p", COOLDOWN) and b.is_open("p") and b.open_until()["p"] > time.time()
     assert b.describe()[0]["state"] == "open"
-    time.sleep(0.25)
-    assert b.allow("p", 0.2)  # the half-open probe
-    assert not b.allow("p", 0.2)  # only one at a time
-    b.failure("p", 0.2)  # the probe failed: open again at once
+    time.sleep(COOLDOWN + 0.05)  # the cooldown is over (a lower bound: never early)
+    assert b.allow("p", COOLDOWN)  # the half-open probe
+    assert not b.allow("p", COOLDOWN)  # only one at a time
+    b.failure("p", COOLDOWN)  # the probe failed: open again at once
     assert b.is_open("p")
-    time.sleep(0.25)
-    assert b.allow("p", 0.2)
+    time.sleep(COOLDOWN + 0.05)  # the cooldown is over (a lower bound: never early)
+    assert b.allow("p", COOLDOWN)
     b.success("p")
-    assert b.allow("p", 0.2) and b.allow("p", 0.2) and b.describe() == []
+    assert b.allow("p", COOLDOWN) and b.allow("p", COOLDOWN) and b.describe() == []
     b.failure("q", 0)  # cooldown 0s: never opens
     b.failure("q", 0)
     b.failure("q", 0)

@@ -15,12 +15,15 @@ import httpx
 import pytest
 
 from mlxgw.server import ServerConfig
-from tests.fault_harness import DIALECTS, ask, ask_async, cloud_config
+from tests.fault_harness import DIALECTS, FAULT_TIMEOUT, ask, ask_async, cloud_config
 from tests.gateway_harness import apply_config, running_gateway, wait_for_rows
 from tests.anthropic_upstream import AReply, anthropic_upstream, anthropic_upstream_server  # noqa: F401
 from tests.upstream import Reply, upstream, upstream_server  # noqa: F401
 
 MODES = [(d, s) for d in DIALECTS for s in (False, True)]
+# An upstream this slow is a hang to the primary's timeouts (FAULT_TIMEOUT in fault_harness.py); healthy
+# answers on a loaded machine stay well within them.
+SLOW = 3 * FAULT_TIMEOUT
 
 
 @pytest.fixture
@@ -52,8 +55,8 @@ BEFORE_FIRST_BYTE = {
     "503": (Reply.error(503), "http_503"),
     "429 with retry-after": (Reply.error(429, retry_after=1), "http_429"),
     "529": (Reply.error(529, "Overloaded", type="overloaded_error"), "http_529"),
-    "accepts, never answers": (Reply(delay_headers=3), "timeout_first_token"),
-    "headers, then stalls": (Reply(delay_first=3), "timeout_first_token"),
+    "accepts, never answers": (Reply(delay_headers=SLOW), "timeout_first_token"),
+    "headers, then stalls": (Reply(delay_first=SLOW), "timeout_first_token"),
     "drops the connection": (Reply(drop_connection=True), "unreachable"),
     "cut right after the headers": (Reply(break_after=0), None),
     "malformed JSON or SSE": (Reply(raw_body="data: {not json at all\n\n", content_type="text/event-stream"),
@@ -95,8 +98,8 @@ SOLO = {
     "503": (Reply.error(503), 503, 529, "overloaded_error"),
     "529": (Reply.error(529, "Overloaded"), 529, 529, "overloaded_error"),
     "429 with retry-after": (Reply.error(429, retry_after=7), 429, 429, "rate_limit_error"),
-    "accepts, never answers": (Reply(delay_headers=3), 504, 504, "timeout_error"),
-    "headers, then stalls": (Reply(delay_first=3), 504, 504, "timeout_error"),
+    "accepts, never answers": (Reply(delay_headers=SLOW), 504, 504, "timeout_error"),
+    "headers, then stalls": (Reply(delay_first=SLOW), 504, 504, "timeout_error"),
     "malformed JSON": (Reply.non_json(200, "{not json", content_type="application/json"), 502, 502, "api_error"),
 }
 
@@ -107,9 +110,7 @@ def test_a_fault_with_no_fallback_is_a_real_status_in_the_clients_dialect(gw, up
     ids = []
     for dialect, stream in MODES:
         upstream.script(reply, model="p")
-        t0 = time.monotonic()
         seen = ask(gw, dialect, "solo", stream)
-        assert time.monotonic() - t0 < 2.5  # the primary's 400 ms first-token timeout, not the upstream's delay
         assert seen.status == (openai_status if dialect == "openai" else anthropic_status), (dialect, stream)
         if dialect == "anthropic":
             assert seen.body["error"]["type"] == anthropic_type
@@ -121,6 +122,9 @@ def test_a_fault_with_no_fallback_is_a_real_status_in_the_clients_dialect(gw, up
         row = rows[rid]
         assert row["status"] >= 500 or row["status"] == 429
         assert row["error"] and len(row["attempts_detail"]) == 1 and row["failovers"] == 0
+        if openai_status == 504:  # the primary's first-token timeout ended it, not the upstream's delay
+            assert row["attempts_detail"][0]["outcome"] == "timeout_first_token"
+            assert f"first_token timeout of {FAULT_TIMEOUT:g}s" in row["error"]
     still_serving(gw)
 
 
@@ -141,7 +145,7 @@ def test_connection_refused_fails_over_or_is_502(gw, dialect):
 def test_a_fault_after_the_first_byte_ends_the_stream_with_an_error_event(gw, upstream, fault):  # noqa: F811
     reply = {"dies": Reply(text="one two three four five six", break_after=3, delay_between=0.05),
              "error event": Reply(text="one two three four five six", error_after=3, delay_between=0.05),
-             "stalls": Reply(text="one two three four five six", delay_between=1.0)}[fault]
+             "stalls": Reply(text="one two three four five six", delay_between=SLOW)}[fault]
     ids = []
     for dialect in DIALECTS:
         upstream.script(reply, model="p")
@@ -194,7 +198,8 @@ def test_200_concurrent_streams_while_the_primary_fails_half(gw, upstream):  # n
     for s in full:
         assert s.text() in ("a b c d e f", "Echo: hello there")
     for s in broken:
-        assert "a" in s.text() or s.events  # content came first: the break was past the stream line
+        # content came first (the break was past the stream line): a true prefix of the answer
+        assert s.text() and "a b c d e f".startswith(s.text()) and s.text() != "a b c d e f"
     rows = rows_by_id(gw, 200)
     assert set(rows) == {s.request_id for s in seen}
     failovers = sum(1 for r in rows.values() if r["failovers"] == 1)
@@ -225,16 +230,14 @@ def test_retries_the_same_target_with_backoff_then_honours_retry_after(gw_retry,
     upstream.script(Reply.error(503), Reply.error(429, retry_after=0.2), Reply(), model="p")
     t0 = time.monotonic()
     seen = ask(gw, dialect, "m")
-    took = time.monotonic() - t0
-    assert seen.status == 200 and 0.2 <= took < 2, took
+    assert seen.status == 200 and time.monotonic() - t0 >= 0.2  # the retry-after was waited for
     row = wait_for_rows(gw, 1)[-1]
     assert row["provider"] == "primary" and row["failovers"] == 0 and row["attempts"] == 3
     assert [a["outcome"] for a in row["attempts_detail"]] == ["http_503", "http_429", "ok"]
     # A retry-after beyond max_backoff is not waited for: the backup answers at once.
-    upstream.script(Reply.error(429, retry_after=30), model="p")
-    t0 = time.monotonic()
-    seen = ask(gw, dialect, "m")
-    assert seen.status == 200 and time.monotonic() - t0 < 1.5
+    upstream.script(Reply.error(429, retry_after=300), model="p")
+    seen = ask(gw, dialect, "m", timeout=60)  # waiting 300 s would time this out
+    assert seen.status == 200
     row = wait_for_rows(gw, 2)[-1]
     assert row["provider"] == "backup" and [a["outcome"] for a in row["attempts_detail"]] == ["http_429", "ok"]
     # A client error is never retried nor failed over.
@@ -284,7 +287,7 @@ def gw_anthropic(home, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F8
     apply_config(cli, tmp_path, cloud_config(
         upstream.base_url,
         providers=[{"name": "claude", "kind": "anthropic", "base_url": anthropic_upstream.base_url,
-                    "api_key": "${env:ANTHROPIC_API_KEY}", "timeouts": {"first_token": "400ms"}}],
+                    "api_key": "${env:ANTHROPIC_API_KEY}", "timeouts": {"first_token": f"{FAULT_TIMEOUT:g}s"}}],
         routes=[{"name": "c", "match": {"exact": "c"}, "target": "claude/claude-x", "fallback": ["backup/b"]},
                 {"name": "c-solo", "match": {"exact": "c-solo"}, "target": "claude/claude-x"}]))
     with running_gateway(ServerConfig(reload_interval=0.2)) as g:
@@ -296,7 +299,7 @@ def gw_anthropic(home, cli, tmp_path, upstream, anthropic_upstream):  # noqa: F8
     (AReply.error(500, "Internal", type="api_error"), "http_500"),
     (AReply(error_after=0), "bad_response"),  # an error event before any content
     (AReply(break_after=0), "unreachable"),  # headers, then cut
-    (AReply(delay_first=3), "timeout_first_token"),
+    (AReply(delay_first=SLOW), "timeout_first_token"),
 ])
 def test_anthropic_native_faults_before_content_fail_over(gw_anthropic, anthropic_upstream, fault, outcome):  # noqa: F811
     gw = gw_anthropic

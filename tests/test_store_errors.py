@@ -70,13 +70,14 @@ def test_fresh_store_is_wal_and_migrated(home, cli):
 
 
 def test_concurrent_applies_do_not_interleave(home, cli, tmp_path):
-    """Two applies racing: each either lands whole or fails cleanly; the result is one of the two files."""
+    """Two applies racing (with --prune, so each file is the whole config): each either lands whole or
+    fails cleanly; the result is one of the two files, never a mix."""
     from mlxgw.cli import app  # noqa: F401  (imported before threads start)
 
     results = []
 
     def go(path):
-        r = run_process("apply", "-f", path, "--yes")
+        r = run_process("apply", "-f", path, "--yes", "--prune")  # --prune: the file is the whole config
         results.append(r.returncode)
 
     threads = [threading.Thread(target=go, args=(p,)) for p in (FILE, OTHER)]
@@ -86,4 +87,10 @@ def test_concurrent_applies_do_not_interleave(home, cli, tmp_path):
         t.join()
     assert all(code in (0, 1) for code in results)
     exported = cli("export")[1]
-    assert ("name: mlx" in exported) or ("name: openai" in exported)
+    # What each file alone leaves in a store of its own: the raced store holds exactly one of them.
+    alone = []
+    for i, path in enumerate((FILE, OTHER)):
+        env = {"MLXGW_HOME": str(tmp_path / f"alone{i}")}
+        assert run_process("apply", "-f", path, "--yes", env=env).returncode == 0
+        alone.append(run_process("export", env=env).stdout)
+    assert alone[0] != alone[1] and exported in alone

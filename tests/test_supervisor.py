@@ -90,7 +90,7 @@ async def test_exit_during_start_fails_every_waiter_at_once_with_log_lines(env, 
     sup = make([provider("loc", fake, [model("a", model_dir(tmp), start_timeout="60s")], env={"FAKE_MODE": "exit"})])
     t0 = time.monotonic()
     results = await asyncio.gather(*(sup.ensure_ready("loc", "a") for _ in range(3)), return_exceptions=True)
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 30  # the exit was noticed: the 60 s start_timeout did not run out
     assert all(isinstance(r, EngineError) for r in results)
     assert "exited with code 3 while starting" in str(results[0]) and "boom: cannot load" in str(results[0])
     assert sup.get("loc", "a").state == "failed"
@@ -107,10 +107,8 @@ async def test_start_timeout_kills_the_engine(env, fake):
     make, tmp = env
     sup = make([provider("loc", fake, [model("a", model_dir(tmp), start_timeout="1s")],
                          env={"FAKE_MODE": "never_ready"})])
-    t0 = time.monotonic()
     with pytest.raises(EngineError, match=r"not ready within 1s \(start_timeout\)") as info:
         await sup.ensure_ready("loc", "a")
-    assert time.monotonic() - t0 < 4
     assert "fake-engine: listening" in info.value.log_tail
     assert sup.get("loc", "a").proc is None
 
@@ -132,9 +130,9 @@ async def test_idle_ttl_stops_but_never_with_a_request_in_flight(env, fake):
         pid = m.proc.pid
         await asyncio.sleep(0.8)  # past the TTL, but in flight
         assert m.state == READY and alive(pid)
-    for _ in range(40):
+    for _ in range(200):  # polled for up to 20 s, for what is asserted next
         await asyncio.sleep(0.1)
-        if m.state == STOPPED:
+        if m.state == STOPPED and not alive(pid):
             break
     assert m.state == STOPPED and not alive(pid)
     assert "idle for 0.3s" in m.log_path.read_text()
@@ -146,7 +144,10 @@ async def test_a_killed_engine_is_restarted_by_the_next_request(env, fake):
     m = await sup.ensure_ready("loc", "a")
     pid = m.proc.pid
     os.kill(pid, signal.SIGKILL)
-    await asyncio.sleep(0.2)
+    for _ in range(400):  # until it is gone (polled for up to 20 s), not a guess at how long dying takes
+        if m.proc.poll() is not None:
+            break
+        await asyncio.sleep(0.05)
     m2 = await sup.ensure_ready("loc", "a")
     assert m2.state == READY and m2.proc.pid != pid and m2.starts == 2
     assert "exited on its own" in m2.log_path.read_text()
@@ -157,9 +158,9 @@ async def test_the_reaper_notices_a_crash(env, fake):
     sup = make([provider("loc", fake, [model("a", model_dir(tmp))])], reap=0.05)
     m = await sup.ensure_ready("loc", "a")
     m.proc.kill()
-    for _ in range(40):
+    for _ in range(400):  # polled for up to 20 s, for what is asserted next
         await asyncio.sleep(0.05)
-        if m.state == STOPPED:
+        if m.state == STOPPED and "exited on its own" in (m.error or ""):
             break
     assert m.state == STOPPED and "exited on its own" in (m.error or "")
 
@@ -199,9 +200,7 @@ async def test_a_waiter_that_gives_up_does_not_cancel_the_start(env, fake):
         await waiter
     m = sup.get("loc", "a")
     assert m.state == "starting"
-    t0 = time.monotonic()
-    assert (await sup.ensure_ready("loc", "a")) is m and m.starts == 1
-    assert time.monotonic() - t0 < 1.0
+    assert (await sup.ensure_ready("loc", "a")) is m and m.starts == 1  # the same start, not a new one
 
 
 async def test_memory_budget_refuses_with_numbers(env, fake):
@@ -254,9 +253,9 @@ async def test_reload_keeps_unchanged_engines_and_restarts_changed_ones(env, fak
     new = [provider("loc", fake, [model("a", d, idle_ttl="1h"), model("b", d, args=["--extra"])])]
     sup.sync(Snapshot({"providers": new}).providers.values())
     assert a.proc.pid == pids[0] and a.settings.idle_ttl == 3600  # same spec: kept, settings updated
-    for _ in range(60):
-        await asyncio.sleep(0.05)
-        if not alive(pids[2]) and b.state == STOPPED:
+    for _ in range(400):  # polled for up to 20 s, for all that is asserted next (c is forgotten only
+        await asyncio.sleep(0.05)  # after its process is gone)
+        if not alive(pids[2]) and ("loc", "c") not in sup.models and b.state == STOPPED:
             break
     assert not alive(pids[2]) and ("loc", "c") not in sup.models  # removed: stopped and forgotten
     b2 = await sup.ensure_ready("loc", "b")

@@ -9,7 +9,6 @@ differ unless translated.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 import time
 import types
@@ -24,6 +23,7 @@ from mlxgw.store.db import Store
 from mlxgw.store.state import current_revision, read_config
 from mlxgw.ui import data, jsregex, render
 from tests.browser import Chromium, executable
+from tests.ci import missing
 from tests.conftest import EXAMPLES, ROOT, SENTINEL_ANTHROPIC, SENTINEL_OPENAI
 from tests.gateway_harness import apply_config, running_gateway
 
@@ -96,9 +96,7 @@ EXAMPLE_NAMES = [
 
 def need_chromium():
     if executable() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing: .ci/run installs it with apt-get")
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+        missing("chromium", "apt-get install -y chromium")
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +391,7 @@ def test_ui_served_live(home, cli, tmp_path, browser):
 
             # A new apply: the next request shows the new revision, built once.
             apply_config(cli, tmp_path, LIVE.replace('prefix: "gpt-"', 'prefix: "gpt-4"'), "v2.yaml")
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 20  # a poll: this tells a hang from a slow machine
             while "prefix:gpt-4" not in (text := httpx.get(gw.origin + "/ui").text):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
@@ -409,13 +407,17 @@ def test_ui_audit_figures_come_from_a_background_query(home, cli, tmp_path, monk
     real = data.audit_figures
     monkeypatch.setattr(data, "audit_figures", lambda store: queries.append(1) or real(store))
     with running_gateway() as gw:
-        # Long enough that five requests fit in one period even on a loaded machine (a 1 s period flaked).
-        ui_resource(gw).refresh = 3.0
-        for _ in range(5):
+        page = ui_resource(gw)
+        page.refresh = 1.0
+        t0 = time.monotonic()
+        for _ in range(10):
             assert httpx.get(gw.origin + "/ui").status_code == 200
-        assert len(queries) == 1  # the first request's query; the others read what it found
+        elapsed = time.monotonic() - t0
+        # The first request's query, then at most one per refresh period (a loaded machine may take longer
+        # than one for the ten requests): the other requests read what was found, they never query.
+        assert 1 <= len(queries) <= 1 + int(elapsed / page.refresh), (len(queries), elapsed)
         add_audit_rows(Store(), [{"ts": time.time(), "route": "prefix:gpt-", "duration_ms": 12.0}])
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 20  # a poll: this tells a hang from a slow machine
         while ">12 ms<" not in httpx.get(gw.origin + "/ui").text:  # the next periodic query finds it
             assert time.monotonic() < deadline
             time.sleep(0.1)

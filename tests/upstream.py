@@ -9,8 +9,9 @@ Endpoints
     POST /v1/responses          OpenAI's own Responses API, plain or streamed (tests/responses_upstream.py)
     GET  /v1/models             ``{"object": "list", "data": [...]}`` built from ``server.models``
     GET  /health                ``{"status": "ok"}``
-Every successful body and chunk validates against ../shared/conformance (tests/test_upstream.py proves
-it), unless a behaviour deliberately deviates.
+Every successful body and chunk validates against the conformance schema vendored in
+tests/data/openai-chat.schema.json (tests/test_upstream.py proves it), unless a behaviour deliberately
+deviates.
 
 Use
     with UpstreamServer() as up:                 # context manager: starts, yields, stops

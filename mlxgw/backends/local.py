@@ -83,6 +83,9 @@ class LocalProfile(EngineProfile):
     def fix_stream(self, body: dict, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         return chunks
 
+    def fix_messages_stream(self, body: dict, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        return chunks
+
 
 def apply_defaults(body: dict, defaults: dict) -> dict:
     """`body` with the model's default request parameters filled where the request left them unset."""
@@ -226,7 +229,9 @@ class LocalBackend(Backend):
 
         def open_stream(m, filled):
             chunks = self._client(m, wire).stream(wire, filled, prefill, headers)
-            return self.profile.fix_stream(filled, chunks) if wire == OPENAI_CHAT else chunks
+            if wire == OPENAI_CHAT:
+                return self.profile.fix_stream(filled, chunks)
+            return self.profile.fix_messages_stream(filled, chunks) if wire == ANTHROPIC_MESSAGES else chunks
 
         return UpstreamStream().attach(self._relay(body, open_stream, wire, t.idle))
 

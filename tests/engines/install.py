@@ -3,8 +3,8 @@
 
 Both engines pin conflicting mlx-lm versions, so each gets a venv of its own, exactly as a user who
 installed it with pipx would have; the gateway launches it by the path of its executable. On Linux the
-recipes are the lean CPU ones measured in ../shared/reference/local-engines.md: the engine with
-``--no-deps``, then only the requirements that text generation needs, plus ``mlx[cpu]``.
+recipes are lean CPU ones: the engine with ``--no-deps``, then only the requirements that text
+generation needs, plus ``mlx[cpu]`` (the lists below say what is left out and why).
 
 Idempotent: a venv that finished installing holds a marker file and is left alone, so running this again
 (as .ci/run does on every run) costs a second. The cache directory is keyed by engine version:
