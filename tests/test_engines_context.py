@@ -26,7 +26,9 @@ from mlxgw.server import ServerConfig
 from tests import claude_code_shape
 from tests.anthropic_upstream import AnthropicUpstream
 from tests.engine_harness import ENGINES, engine_executable, tiny_model_dir
-from tests.gateway_harness import RunningGateway, wait_for_rows
+from mlxgw.audit import queries
+from mlxgw.store.db import Store
+from tests.gateway_harness import RunningGateway
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +52,18 @@ class Stack:
         return next(m for m in data if m["name"] == "tiny")
 
     def row(self, request_id: str) -> dict:
+        """The audit row of one request (the module's gateway has many: wait_for_rows counts them all)."""
+        store = Store(self.gw.app.gateway.config.db_url)
         deadline = time.monotonic() + 10
-        while True:
-            rows = [r for r in wait_for_rows(self.gw, 1) if r["id"] == request_id]
-            if rows or time.monotonic() > deadline:
-                assert rows, f"no audit row for {request_id}"
-                return rows[0]
-            time.sleep(0.1)
+        try:
+            while True:
+                rows = [r for r in queries.tail(store, 10_000) if r["id"] == request_id]
+                if rows or time.monotonic() > deadline:
+                    assert rows, f"no audit row for {request_id}"
+                    return rows[0]
+                time.sleep(0.1)
+        finally:
+            store.engine.dispose()
 
 
 @pytest.fixture(scope="module", params=ENGINES)

@@ -150,5 +150,6 @@ def test_openai_failing_mid_stream_ends_with_response_failed_and_nothing_is_stor
     assert events[-1]["type"] == "response.failed"
     with pytest.raises(openai.NotFoundError):
         oai.responses.retrieve(events[-1]["response"]["id"])
-    row = wait_for_rows(gateway, 1)[-1]
-    assert row["client_api"] == "responses" and row["error"]
+    post, get = wait_for_rows(gateway, 2)[-2:]  # the create, then the retrieve that found nothing
+    assert (post["path"], get["path"], get["status"]) == ("/v1/responses", f"/v1/responses/{events[-1]['response']['id']}", 404)
+    assert post["client_api"] == "responses" and post["error"]
