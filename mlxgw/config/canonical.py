@@ -79,18 +79,10 @@ def audit(a: dict | None) -> dict:
 
 def config(data: dict) -> dict:
     out: dict = {"version": 1}
-    d = defaults(data.get("defaults"))
-    if d:
-        out["defaults"] = d
-    r = responses(data.get("responses"))
-    if r:
-        out["responses"] = r
-    a = audit(data.get("audit"))
-    if a:
-        out["audit"] = a
-    d = server(data.get("server"))
-    if d:
-        out["server"] = d
+    for name, section in (("defaults", defaults), ("responses", responses), ("audit", audit), ("server", server)):
+        value = section(data.get(name))
+        if value:  # an empty section is the same as none
+            out[name] = value
     out["providers"] = [provider(p) for p in data.get("providers") or []]
     out["routes"] = [route(r) for r in data.get("routes") or []]
     return out
