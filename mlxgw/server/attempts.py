@@ -160,8 +160,8 @@ async def _prime_local(chunks, tr: Translator, backend, backend_model: str, ever
             try:
                 if backend.supervisor.readiness(backend.name, backend_model).ready:
                     return b"", False, priming
-            except UpstreamError:
-                pass  # dropped from the config meanwhile: the stream reports it
+            except UpstreamError:  # dropped from the config meanwhile: the stream reports it
+                continue
     except asyncio.CancelledError:  # the client went away: stop reading the engine
         priming.cancel()
         raise

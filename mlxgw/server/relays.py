@@ -12,6 +12,8 @@ the current event in memory.
 
 from __future__ import annotations
 
+import abc
+
 from mlxgw.backends.base import UpstreamError, UpstreamTimeout
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
@@ -42,8 +44,9 @@ class SSETranslator(Translator):
     def __init__(self):
         self.parser = oa.SSEParser()
 
+    @abc.abstractmethod
     def _events(self, events) -> bytes:
-        raise NotImplementedError
+        """The client bytes for a batch of upstream events' data."""
 
     def _cut(self) -> bytes:
         return b""

@@ -12,13 +12,15 @@ Used by the audit log (mlxgw.audit.writer) and the stored Responses (mlxgw.store
 
 from __future__ import annotations
 
+import abc
+
 import asyncio
 import logging
 
 log = logging.getLogger("mlxgw.store")
 
 
-class BatchWriter:
+class BatchWriter(abc.ABC):
     label = "rows"  # how log lines name what is written
 
     def __init__(self, interval: float = 0.2, batch: int = 1000, max_pending: int = 100_000):
@@ -34,9 +36,9 @@ class BatchWriter:
 
     # -- what a subclass provides --
 
+    @abc.abstractmethod
     def _write(self, rows: list[dict]) -> None:
         """Write one batch (runs in a worker thread); raise to have it kept and retried."""
-        raise NotImplementedError
 
     def _dropped(self, rows: list[dict]) -> None:
         """Rows given up on (the database refused them too long)."""

@@ -190,9 +190,8 @@ def _check_tool_choice(choice, allow_builtin: bool) -> None:
         _need(choice.get("mode") in ("auto", "required"), "tool_choice.mode must be auto or required",
               "tool_choice.mode", "invalid_value")
         _need(isinstance(choice.get("tools"), list), "tool_choice.tools must be an array", "tool_choice.tools")
-    elif kind in ("auto", "none", "required"):
-        pass  # the object spelling some clients use
-    elif not allow_builtin:
+    # {"type": "auto" | "none" | "required"}: the object spelling some clients use, accepted as it is
+    elif kind not in ("auto", "none", "required") and not allow_builtin:
         raise RequestError(f"tool_choice type '{kind}' is not supported by this gateway's backends",
                            "tool_choice.type", "unsupported_tool_type")
 

@@ -21,6 +21,8 @@ server_error); no bare `error` event is sent (Codex ignores those).
 
 from __future__ import annotations
 
+import abc
+
 from mlxgw.dialects.jsonfast import DecodeError, loads
 from mlxgw.dialects.openai import SSEParser
 from mlxgw.dialects.responses import objects as ob
@@ -48,7 +50,7 @@ def _error_message(err) -> str:
     return str(err.get("message") if isinstance(err, dict) else err) or "upstream error"
 
 
-class _Base:
+class _Base(abc.ABC):
     def __init__(self, writer: ResponsesEventWriter):
         self.writer = writer
         self.parser = SSEParser()
@@ -86,8 +88,9 @@ class _Base:
             out.append(self._event(data))
         return b"".join(out)
 
-    def _event(self, data: bytes) -> bytes:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _event(self, data: bytes) -> bytes:
+        """One upstream event's data in, client bytes out."""
 
 
 class ChatToResponsesStream(_Base):
