@@ -72,6 +72,7 @@ class ChatResult:
     status: int
     body: dict
     headers: dict | None = None  # response headers worth passing back (the upstream's request-id)
+    raw: bytes = b""  # `body` as the upstream sent it; whoever changes `body` in place must empty this
 
 
 class UpstreamStream:

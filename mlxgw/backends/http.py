@@ -144,7 +144,7 @@ class Upstream:
             raise UpstreamProtocolError(self.provider, f"provider '{self.provider}' answered with a body that "
                                                        f"is not a JSON object")
         rid = _request_id(resp.headers)
-        return ChatResult(resp.status, data, {"request-id": rid} if rid else None)
+        return ChatResult(resp.status, data, {"request-id": rid} if rid else None, raw)
 
     def post_stream(self, url: str, body: dict, t: Timeouts, headers: dict) -> UpstreamStream:
         """One streaming POST: the raw body chunks as they arrive (see base.py for the contract)."""

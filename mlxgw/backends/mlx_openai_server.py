@@ -59,8 +59,8 @@ class MlxOpenAIServerProfile(LocalProfile):
 
     def fix_result(self, body: dict, result: ChatResult) -> ChatResult:
         limit = _limit(body)
-        if limit is not None and _hit_limit(result.body.get("usage"), limit):
-            _relabel(result.body)
+        if limit is not None and _hit_limit(result.body.get("usage"), limit) and _relabel(result.body):
+            result.raw = b""
         return result
 
     async def fix_stream(self, body: dict, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -93,6 +93,9 @@ class MlxOpenAIServerProfile(LocalProfile):
 
     @staticmethod
     def _event(data: bytes, held: dict | None, limit: int, out: list[bytes]) -> dict | None:
+        if held is None and b'"finish_reason"' not in data:  # no finish in it (the text is escaped): as is
+            out.append(b"data: " + data + b"\n\n")
+            return None
         try:
             obj = loads(data) if data != b"[DONE]" else None
         except DecodeError:

@@ -10,6 +10,7 @@ Everything is a pure function over dicts and bytes; the server and the backends 
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -142,11 +143,13 @@ def _list(value) -> list:
 
 
 def _finish_reason(value, has_tool_calls: bool) -> str:
+    if not isinstance(value, str):  # a list or an object from a broken server must not raise (unhashable)
+        return "tool_calls" if has_tool_calls else "stop"
     if value in FINISH_REASONS:
         return value
     if has_tool_calls:
         return "tool_calls"
-    return _FINISH_ALIASES.get(value, "stop") if isinstance(value, str) else "stop"
+    return _FINISH_ALIASES.get(value, "stop")
 
 
 def _tool_calls(calls) -> list | None:
@@ -259,6 +262,49 @@ def response(body: dict, model: str) -> dict:
     return out
 
 
+def response_as_is(body: dict) -> bool:
+    """Whether `response()` would leave this chat completion exactly as it is (then the upstream's bytes
+    can go to the client as they came), checked without building anything; a test keeps it in step."""
+    if type(body.get("id")) is not str or not body["id"] or body.get("object") != "chat.completion" \
+            or type(body.get("created")) is not int or type(body.get("model")) is not str or not body["model"]:
+        return False
+    for key in ("system_fingerprint", "service_tier"):
+        if key in body and type(body[key]) is not str:
+            return False
+    if "usage" in body and not _usage_as_is(body["usage"]):
+        return False
+    choices = body.get("choices")
+    if type(choices) is not list:
+        return False
+    for ch in choices:
+        if type(ch) is not dict or type(ch.get("index")) is not int or "logprobs" not in ch or ch["logprobs"] is not None:
+            return False
+        fr = ch.get("finish_reason")
+        msg = ch.get("message")
+        if type(fr) is not str or fr not in FINISH_REASONS or type(msg) is not dict or msg.get("role") != "assistant":
+            return False
+        content, refusal = msg.get("content"), msg.get("refusal", 0)
+        if content is not None and type(content) is not str or refusal is not None and type(refusal) is not str:
+            return False
+        if "tool_calls" in msg or "function_call" in msg and type(msg["function_call"]) is not dict \
+                or "audio" in msg and msg["audio"] is None \
+                or "annotations" in msg and type(msg["annotations"]) is not list:
+            return False
+    return True
+
+
+def _usage_as_is(u) -> bool:
+    if type(u) is not dict:
+        return False
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        if type(u.get(key)) is not int:
+            return False
+    for key in ("prompt_tokens_details", "completion_tokens_details"):
+        if key in u and (type(u[key]) is not dict or any(type(v) is not int for v in u[key].values())):
+            return False
+    return True
+
+
 def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bool) -> dict:
     """Normalise one stream event so it validates as CreateChatCompletionStreamResponse.
 
@@ -278,7 +324,7 @@ def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bo
             continue
         raw_delta = ch.get("delta") if isinstance(ch.get("delta"), dict) else {}
         delta = {k: v for k, v in raw_delta.items() if v is not None or k in ("content", "refusal")}
-        if "role" in delta and delta["role"] not in DELTA_ROLES:
+        if "role" in delta and (not isinstance(delta["role"], str) or delta["role"] not in DELTA_ROLES):
             delta["role"] = "assistant"
         if not isinstance(delta.get("content", ""), str):
             delta["content"] = None
@@ -317,6 +363,173 @@ def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bo
         if not isinstance(out.get(key), str):
             out.pop(key, None)
     return out
+
+
+_TOOL_CALL_KEYS = frozenset({"index", "id", "type", "function"})
+
+
+def chunk_as_is(body: dict, keep_usage: bool) -> bool | None:
+    """Whether `chunk()` would leave this stream event exactly as it is, checked without building
+    anything: None when it would change it, else whether a choice in it finished. The common event of a
+    conformant server (a content delta) passes, so its bytes can go to the client as they came; a test
+    keeps this in step with `chunk()`."""
+    if type(body.get("id")) is not str or not body["id"] or body.get("object") != "chat.completion.chunk" \
+            or type(body.get("created")) is not int or type(body.get("model")) is not str or not body["model"]:
+        return None
+    if keep_usage:
+        if "usage" not in body or body["usage"] is not None:  # the usage chunk takes the long way
+            return None
+    elif "usage" in body:
+        return None
+    for key in ("system_fingerprint", "service_tier"):
+        if key in body and type(body[key]) is not str:
+            return None
+    choices = body.get("choices")
+    if type(choices) is not list:
+        return None
+    finished = False
+    for ch in choices:
+        if type(ch) is not dict or type(ch.get("index")) is not int or "finish_reason" not in ch:
+            return None
+        fr = ch["finish_reason"]
+        if fr is not None:
+            if type(fr) is not str or fr not in FINISH_REASONS:
+                return None
+            finished = True
+        if ch.get("logprobs", None) is not None:
+            return None
+        delta = ch.get("delta")
+        if type(delta) is not dict:
+            return None
+        for k, v in delta.items():
+            if v is None:
+                if k != "content" and k != "refusal":
+                    return None
+            elif k == "role":
+                if type(v) is not str or v not in DELTA_ROLES:
+                    return None
+            elif k == "content":
+                if type(v) is not str:
+                    return None
+            elif k == "tool_calls" and not _tool_call_deltas_as_is(v):
+                return None
+    return finished
+
+
+def _tool_call_deltas_as_is(calls) -> bool:
+    if type(calls) is not list or not calls:
+        return False
+    for c in calls:
+        if type(c) is not dict or type(c.get("index")) is not int or not c.keys() <= _TOOL_CALL_KEYS:
+            return False
+        if "id" in c and type(c["id"]) is not str or "type" in c and c["type"] != "function":
+            return False
+        fn = c.get("function", {})
+        if type(fn) is not dict or any(type(v) is not str for v in fn.values()):
+            return False
+    return True
+
+
+# What may not appear raw in a JSON string (a quote or backslash ends or escapes it; control characters
+# are invalid), so a middle holding one is decoded to be sure.
+_STRING_UNSAFE = re.compile(rb'["\\\x00-\x1f]')
+
+
+def plain_text(body: dict) -> str | None:
+    """The text of a stream event that is one choice's plain content delta (no finish, tool call,
+    reasoning, usage or error in it), else None: the event `ContentShape` can learn from."""
+    choices = body.get("choices")
+    if type(choices) is not list or len(choices) != 1 or isinstance(body.get("usage"), dict) or "error" in body:
+        return None
+    ch = choices[0]
+    if type(ch) is not dict or ch.get("finish_reason") is not None:
+        return None
+    delta = ch.get("delta")
+    if type(delta) is not dict or not delta.keys() <= {"content", "role"}:
+        return None
+    text = delta.get("content")
+    return text if type(text) is str and text else None
+
+
+class ContentShape:
+    """The bytes around the text of a stream's plain content deltas, in the upstream's event and in what
+    the client got for it, learnt from one event that went the long way (parsed, normalised or
+    translated). A stream's later plain deltas are the same bytes around other text (one server, one
+    stream: same id, model, key order), so `text(data)` recognises one by its two ends and a check that
+    the middle is one JSON string body, without parsing the event, and `render(middle)` gives the
+    client's bytes for it: the learnt output with the new text spliced in. The long way is a pure
+    function of everything but the text here; a translator whose state moves on (a new block) calls
+    `forget()`. Anything unlike the learnt event (the role chunk, tool calls, the finish) does not match
+    and takes the long way."""
+
+    __slots__ = ("head", "tail", "size", "out_head", "out_tail")
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        self.head: bytes | None = None
+        self.tail = self.out_head = self.out_tail = b""
+        self.size = 0
+
+    def learn(self, data: bytes, text: str, out: bytes, key: bytes) -> None:
+        """Learn from `data`, an event whose plain content delta is `text` (see `plain_text`), and `out`,
+        the client bytes made from it, in which `text` appears once as the value of `key`."""
+        span = _string_at(data, b'"content":', text)
+        if span is None:
+            return
+        start, end = span
+        # the text as the upstream wrote it (an event relayed as is) or as orjson did, compact or spaced
+        for body in (data[start:end], dumps(text)[1:-1]):
+            for needle in (key + b'"' + body + b'"', key + b' "' + body + b'"'):
+                if out.count(needle) == 1:
+                    at = out.index(needle) + len(needle) - len(body) - 1
+                    self.head, self.tail = data[:start], data[end:]
+                    self.out_head, self.out_tail = out[:at], out[at + len(body):]
+                    self.size = len(self.head) + len(self.tail)
+                    return
+
+    def text(self, data: bytes) -> bytes | None:
+        """The raw JSON string body of `data`'s text when `data` has the learnt shape, else None."""
+        head = self.head
+        if head is None or len(data) <= self.size or not data.startswith(head) or not data.endswith(self.tail):
+            return None
+        middle = data[len(head):len(data) - len(self.tail)]
+        if middle.isascii() and _STRING_UNSAFE.search(middle) is None:
+            return middle
+        try:
+            return middle if isinstance(loads(b'"' + middle + b'"'), str) else None
+        except DecodeError:
+            return None
+
+    def render(self, middle: bytes) -> bytes:
+        return self.out_head + middle + self.out_tail
+
+
+def _string_at(data: bytes, key: bytes, text: str) -> tuple[int, int] | None:
+    """(start, end) of the JSON string body that is the value of the last `key` in `data`, when it
+    decodes to `text`."""
+    at = data.rfind(key)
+    if at < 0:
+        return None
+    start = at + len(key)
+    while data[start:start + 1] in (b" ", b"\t"):
+        start += 1
+    if data[start:start + 1] != b'"':
+        return None
+    start = end = start + 1
+    while True:  # the closing quote: the first one not escaped by an odd run of backslashes
+        end = data.find(b'"', end)
+        if end < 0:
+            return None
+        body = data[start:end]
+        if (len(body) - len(body.rstrip(b"\\"))) % 2 == 0:
+            break
+        end += 1
+    try:
+        return (start, end) if loads(data[start - 1:end + 1]) == text else None
+    except DecodeError:
+        return None
 
 
 def completion_chunks(body: dict) -> list[dict]:
@@ -399,36 +612,44 @@ def sse_error(message: str, type: str = "api_error", code: str | None = None) ->
 class SSEParser:
     """Incremental parser of a text/event-stream body: feed it byte chunks as they arrive, get back the
     `data` payloads of the events they complete. Handles \\n, \\r\\n and \\r line ends, multi-line data
-    and comments, so a chunk boundary anywhere is harmless."""
+    and comments, so a chunk boundary anywhere is harmless.
 
-    __slots__ = ("_buf", "_data")
+    Events end at a blank line, so the buffer is cut at each "\\n\\n" and the common event, one
+    `data: ` line, is taken whole; only other events are read line by line. The buffer holds what
+    follows the last complete event, and a chunk that completes none costs one search of its own bytes."""
+
+    __slots__ = ("_buf",)
 
     def __init__(self) -> None:
         self._buf = b""
-        self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        buf = self._buf + chunk
-        if b"\r" in buf:
+        held = self._buf
+        buf = held + chunk if held else chunk
+        if b"\r" in chunk or held.endswith(b"\r"):
             if buf.endswith(b"\r"):  # a \r\n may be split across chunks: wait for the next byte
                 self._buf = buf
                 return []
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *lines, self._buf = buf.split(b"\n")
+        # Only the held bytes' last one can start a "\n\n" not searched before (the rest had none).
+        if buf.find(b"\n\n", len(held) - 1 if held else 0) < 0:
+            self._buf = buf
+            return []
+        *parts, self._buf = buf.split(b"\n\n")
         events = []
-        for line in lines:
-            if not line:
-                if self._data:
-                    events.append(b"\n".join(self._data))
-                    self._data = []
-            elif line.startswith(b"data:"):
-                value = line[5:]
-                self._data.append(value[1:] if value.startswith(b" ") else value)
+        for part in parts:
+            if part.startswith(b"data: ") and b"\n" not in part:
+                events.append(part[6:])
+                continue
+            data = [line[6:] if line.startswith(b"data: ") else line[5:]
+                    for line in part.split(b"\n") if line.startswith(b"data:")]
             # other fields (event:, id:, retry:) and comments (":") carry nothing the gateway needs
+            if data:
+                events.append(b"\n".join(data))
         return events
 
     def close(self) -> list[bytes]:
         """Events left when the stream ends without a final blank line."""
-        events = self.feed(b"\n\n") if (self._buf or self._data) else []
-        self._buf, self._data = b"", []
+        events = self.feed(b"\n\n") if self._buf else []
+        self._buf = b""
         return events

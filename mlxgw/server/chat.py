@@ -40,7 +40,7 @@ class PassThrough(Pair):
         return OpenAIRelay(provider, leg.backend_model, _stream_id(ex), ex.created, oa.wants_usage(ex.body))
 
     def response(self, ex: Exchange, leg: Leg, result: ChatResult) -> tuple[dict, tuple]:
-        out = oa.response(result.body, leg.backend_model)
+        out = result.body if oa.response_as_is(result.body) else oa.response(result.body, leg.backend_model)
         return out, oa.tokens(out.get("usage"))
 
 

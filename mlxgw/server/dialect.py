@@ -66,7 +66,9 @@ class Pair(abc.ABC):
 
     @abc.abstractmethod
     def response(self, ex: Exchange, leg: Leg, result: ChatResult) -> tuple[dict, tuple]:
-        """The client's body for a non-streamed answer, and its (input, output, cached) tokens."""
+        """The client's body for a non-streamed answer, and its (input, output, cached) tokens. When
+        the backend's body needs no change, return `result.body` itself: its bytes (`result.raw`) then
+        go to the client as they came, not serialised again."""
 
     def status_error(self, exc: UpstreamStatusError) -> ApiError | None:
         """The client's error for an HTTP error the backend answered in this wire, when it differs from

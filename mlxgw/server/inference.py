@@ -99,7 +99,7 @@ class Inference:
         out, tokens = ans.leg.pair.response(ex, ans.leg, ans.result)
         rec.set_tokens(tokens)
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = dumps(out)
+        resp.data = ans.result.raw if out is ans.result.body and ans.result.raw else dumps(out)
         dialect.completed(ex, out)
         self._finish(rec, t0, 200)
 

@@ -69,10 +69,16 @@ class OpenAIRelay(SSETranslator):
         self.keep_usage = keep_usage
         self.finish_seen = False
         self.usage = None
+        self.shape = oa.ContentShape()
 
     def _events(self, events) -> bytes:
         out = []
+        shape = self.shape
         for data in events:
+            middle = shape.text(data)
+            if middle is not None:  # a plain content delta like one seen: its client bytes without parsing
+                out.append(shape.render(middle))
+                continue
             if data == b"[DONE]":
                 self.finished = True
                 out.append(oa.DONE)
@@ -85,15 +91,26 @@ class OpenAIRelay(SSETranslator):
                 self.finished = True
                 out.append(oa.sse_error(f"provider '{self.provider}' failed mid-stream: {self.error}"))
                 break
-            usage = obj.get("usage")
-            if isinstance(usage, dict):
-                self.usage = usage
-                if not obj.get("choices") and not self.keep_usage:
-                    continue  # the usage chunk the gateway asked for on its own behalf
-            c = oa.chunk(obj, self.model, self.stream_id, self.created, self.keep_usage)
-            if any(ch["finish_reason"] for ch in c["choices"]):
-                self.finish_seen = True
-            out.append(oa.sse(c))
+            finished = oa.chunk_as_is(obj, self.keep_usage)
+            if finished is not None:  # already conformant: its bytes go out as they came
+                self.finish_seen = self.finish_seen or finished
+                piece = b"data: " + data + b"\n\n"
+            else:
+                usage = obj.get("usage")
+                if isinstance(usage, dict):
+                    self.usage = usage
+                    if not obj.get("choices") and not self.keep_usage:
+                        continue  # the usage chunk the gateway asked for on its own behalf
+                c = oa.chunk(obj, self.model, self.stream_id, self.created, self.keep_usage)
+                for ch in c["choices"]:
+                    if ch["finish_reason"]:
+                        self.finish_seen = True
+                piece = oa.sse(c)
+            out.append(piece)
+            if shape.head is None:
+                text = oa.plain_text(obj)
+                if text is not None:
+                    shape.learn(data, text, piece, b'"content":')
         return b"".join(out)
 
     def _cut(self) -> bytes:
@@ -117,10 +134,17 @@ class OpenAIToAnthropicRelay(SSETranslator):
     def __init__(self, conv: OpenAIToAnthropicStream):
         super().__init__()
         self.conv = conv
+        self.shape = oa.ContentShape()
 
     def _events(self, events) -> bytes:
         out = []
+        shape = self.shape
         for data in events:
+            middle = shape.text(data)
+            if middle is not None:  # more text for the open text block: its delta event without parsing
+                out.append(shape.render(middle))
+                continue
+            shape.forget()  # the converter's state may move on (a new block): learn again after it
             if data == b"[DONE]":
                 self.finished = True
                 out.append(self.conv.end(True))
@@ -133,7 +157,11 @@ class OpenAIToAnthropicRelay(SSETranslator):
                 self.finished = True
                 out.append(self.conv.fail(obj["error"]))
                 break
-            out.append(self.conv.feed(obj))
+            piece = self.conv.feed(obj)
+            out.append(piece)
+            text = oa.plain_text(obj)
+            if text is not None and piece.count(b"\nevent: ") == 0 and piece.startswith(b"event: content_block_delta\n"):
+                shape.learn(data, text, piece, b'"text":')  # the piece is the one text_delta event
         return b"".join(out)
 
     def _cut(self) -> bytes:

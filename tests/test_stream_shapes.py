@@ -1,0 +1,261 @@
+"""The stream fast path (mlxgw/dialects/openai.py: `chunk_as_is`, `ContentShape`; the relays that use
+them): an event is relayed without parsing only when the long way would give the same client data.
+
+Each relay test is differential: the same upstream bytes through the relay as it is and through one
+whose `ContentShape` never learns (every event the long way), with the client events compared as data,
+and a check that the fast path was taken, so the comparison is never over nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlxgw.dialects import openai as oa
+from mlxgw.dialects.anthropic.streams import OpenAIToAnthropicStream
+from mlxgw.server.relays import OpenAIRelay, OpenAIToAnthropicRelay
+
+CASSETTES = Path(__file__).resolve().parent / "cassettes"
+TEXTS = ["word ", 'say "hi"', "back\\slash\\", "line\nbreak\ttab", "é ü 漢字 🙂", "\u2028", "</script>", "x" * 300]
+
+
+def conformant(delta: dict, finish=None, **top) -> dict:
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **top}
+
+
+def mlx_like(delta: dict, finish=None) -> dict:
+    """mlx-openai-server's shape: no finish_reason until the end, role in every delta."""
+    ch = {"delta": {**delta, "role": "assistant"}, "index": 0}
+    if finish:
+        ch["finish_reason"] = finish
+    return {"id": "chatcmpl_1", "choices": [ch], "created": 1, "model": "tiny", "object": "chat.completion.chunk"}
+
+
+def vllm_like(delta: dict, finish=None) -> dict:
+    """vllm-mlx's shape: `usage: null` and an extra field on every chunk."""
+    return {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "tiny",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": None,
+            "generation_metadata": None}
+
+
+def sse(objs: list[dict], compact: bool = True, ascii_only: bool = False) -> bytes:
+    sep = (",", ":") if compact else (", ", ": ")
+    return b"".join(b"data: " + json.dumps(o, separators=sep, ensure_ascii=ascii_only).encode() + b"\n\n"
+                    for o in objs) + b"data: [DONE]\n\n"
+
+
+def stream(make, texts=TEXTS) -> list[dict]:
+    return [make({"role": "assistant", "content": ""}), *[make({"content": t}) for t in texts], make({}, "stop")]
+
+
+def recorded_streams() -> list[bytes]:
+    """The real engines' recorded chat streams (tests/cassettes)."""
+    out = []
+    for path in sorted(CASSETTES.glob("*/chat_stream.yaml")):
+        for it in yaml.safe_load(path.read_text())["interactions"]:
+            body = it["response"]["body"]["string"]
+            out.append(body.encode() if isinstance(body, str) else body)
+    return out
+
+
+UPSTREAMS = {
+    "conformant": sse(stream(conformant)),
+    "conformant-spaced-ascii": sse(stream(conformant), compact=False, ascii_only=True),
+    "mlx-openai-server-shape": sse(stream(mlx_like)),
+    "vllm-mlx-shape": sse(stream(vllm_like)),
+}
+
+
+def events(raw: bytes) -> list:
+    p = oa.SSEParser()
+    return [d if d == b"[DONE]" else json.loads(d) for d in p.feed(raw) + p.close()]
+
+
+def anthropic_events(raw: bytes) -> list[dict]:
+    return [json.loads(block.split(b"\ndata: ", 1)[1]) for block in raw.split(b"\n\n") if block.strip()]
+
+
+def openai_relay(keep_usage: bool = False) -> OpenAIRelay:
+    return OpenAIRelay("p", "m", "chatcmpl-x", 1, keep_usage)
+
+
+def anthropic_relay() -> OpenAIToAnthropicRelay:
+    return OpenAIToAnthropicRelay(OpenAIToAnthropicStream("msg_x", "claude", 3))
+
+
+def run(relay, raw: bytes, size: int, learn: bool, monkeypatch) -> tuple[bytes, int]:
+    """The client bytes, and how many events took the fast path (were rendered from a learnt shape)."""
+    rendered = []
+    render = oa.ContentShape.render
+    with monkeypatch.context() as m:
+        if learn:
+            m.setattr(oa.ContentShape, "render", lambda self, middle: rendered.append(1) or render(self, middle))
+        else:
+            m.setattr(oa.ContentShape, "learn", lambda *a, **k: None)
+        out = b""
+        for i in range(0, len(raw), size):
+            out += relay.feed(raw[i:i + size])
+        return out + (b"" if relay.finished else relay.end()), len(rendered)
+
+
+@pytest.mark.parametrize("name", [*UPSTREAMS, "recorded-0", "recorded-1"])
+@pytest.mark.parametrize("size", [1, 37, 1 << 20])
+def test_openai_relay_fast_path_gives_what_the_long_way_gives(name, size, monkeypatch):
+    raw = UPSTREAMS[name] if name in UPSTREAMS else recorded_streams()[int(name[-1])]
+    fast, slow = openai_relay(), openai_relay()
+    (got, rendered), (want, _) = run(fast, raw, size, True, monkeypatch), run(slow, raw, size, False, monkeypatch)
+    assert rendered >= 3, "the fast path was not taken"
+    assert events(got) == events(want)
+    assert (fast.finish_seen, fast.error, fast.tokens()) == (slow.finish_seen, slow.error, slow.tokens())
+
+
+def test_recorded_streams_are_both_engines():
+    assert len(recorded_streams()) == 2
+
+
+@pytest.mark.parametrize("name", [*UPSTREAMS, "recorded-0", "recorded-1"])
+@pytest.mark.parametrize("size", [1, 37, 1 << 20])
+def test_anthropic_relay_fast_path_gives_what_the_long_way_gives(name, size, monkeypatch):
+    raw = UPSTREAMS[name] if name in UPSTREAMS else recorded_streams()[int(name[-1])]
+    fast, slow = anthropic_relay(), anthropic_relay()
+    (got, rendered), (want, _) = run(fast, raw, size, True, monkeypatch), run(slow, raw, size, False, monkeypatch)
+    assert rendered >= 3, "the fast path was not taken"
+    assert anthropic_events(got) == anthropic_events(want)
+    assert (fast.error, fast.tokens()) == (slow.error, slow.tokens())
+
+
+def test_anthropic_relay_text_after_a_tool_call_opens_a_new_block(monkeypatch):
+    """A text block, a tool call, then text again: the learnt text_delta (block 0) must not be reused
+    for the text that follows the tool call (a new block)."""
+    call = {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}
+    objs = [conformant({"role": "assistant", "content": ""}), conformant({"content": "a"}), conformant({"content": "b"}),
+            conformant({"content": "c"}), conformant(call), conformant({"content": "d"}), conformant({"content": "e"}),
+            conformant({}, "stop")]
+    raw = sse(objs)
+    fast, slow = anthropic_relay(), anthropic_relay()
+    (got, rendered), (want, _) = run(fast, raw, 1 << 20, True, monkeypatch), run(slow, raw, 1 << 20, False, monkeypatch)
+    assert rendered == 1  # "c", learnt from "b"; "d" opens a new block, and "e" is learnt from
+    assert anthropic_events(got) == anthropic_events(want)
+    deltas = [e for e in anthropic_events(got) if e["type"] == "content_block_delta" and e["delta"]["type"] == "text_delta"]
+    assert [(e["index"], e["delta"]["text"]) for e in deltas] == [(0, "a"), (0, "b"), (0, "c"), (2, "d"), (2, "e")]
+
+
+# -- ContentShape on its own --------------------------------------------------------------------------
+
+
+def learnt(obj: dict) -> oa.ContentShape:
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    shape = oa.ContentShape()
+    shape.learn(data, oa.plain_text(obj), b"data: " + data + b"\n\n", b'"content":')
+    assert shape.head is not None
+    return shape
+
+
+@pytest.mark.parametrize("middle", [b'a"b', b"ends\\", b"raw\nnewline", b"tab\there", b"\xff\xfe", b'\\x41',
+                                    b'a","x":"b'])
+def test_shape_refuses_a_middle_that_is_not_one_json_string(middle):
+    shape = learnt(conformant({"content": "hello"}))
+    assert shape.text(shape.head + middle + shape.tail) is None
+
+
+@pytest.mark.parametrize("middle", [b"plain", b'with \\"quotes\\"', b"a\\\\", b"\\n\\t\\u00e9", "é漢🙂".encode()])
+def test_shape_takes_a_middle_that_is_one_json_string(middle):
+    shape = learnt(conformant({"content": "hello"}))
+    data = shape.head + middle + shape.tail
+    assert shape.text(data) == middle
+    assert json.loads(data)["choices"][0]["delta"]["content"] == json.loads(b'"' + middle + b'"')
+
+
+def test_shape_does_not_match_other_events():
+    shape = learnt(conformant({"content": "hello"}))
+    for other in (conformant({"content": "x"}, "stop"), conformant({"role": "assistant", "content": "x"}),
+                  conformant({"content": ""}), {"error": {"message": "boom"}}):
+        assert shape.text(json.dumps(other, separators=(",", ":")).encode()) is None
+
+
+@pytest.mark.parametrize("obj", [conformant({"content": "x"}, "stop"), conformant({"tool_calls": []}),
+                                 conformant({"content": "x"}, usage={"prompt_tokens": 1}),
+                                 conformant({"content": ""}), conformant({"content": "x", "reasoning_content": "r"}),
+                                 {"error": "x", "choices": [{"delta": {"content": "x"}}]}])
+def test_plain_text_is_only_a_plain_content_delta(obj):
+    assert oa.plain_text(obj) is None
+
+
+# -- chunk_as_is agrees with chunk() ---------------------------------------------------------------
+
+
+def variants() -> list[dict]:
+    """Conformant events and one-field mutations of them, some of which chunk() must rewrite."""
+    call = {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{"}}
+    base = [conformant({"role": "assistant", "content": ""}), conformant({"content": "hi"}), conformant({}, "stop"),
+            conformant({"tool_calls": [call]}), conformant({"refusal": "no"}), conformant({"content": None}),
+            conformant({"content": "x"}, system_fingerprint="fp"), mlx_like({"content": "x"}), vllm_like({"content": "x"})]
+    out = list(base)
+    for b in base:
+        out += [{**b, "id": 5}, {**b, "object": "chunk"}, {**b, "created": True}, {**b, "model": ""},
+                {**b, "system_fingerprint": None}, {**b, "service_tier": 3}, {**b, "choices": "x"},
+                {**b, "usage": None}, {**b, "usage": {"prompt_tokens": 1}}]
+        ch = b["choices"][0]
+        for change in ({"index": "0"}, {"finish_reason": "eos"}, {"finish_reason": ["x"]}, {"logprobs": {"content": []}},
+                       {"delta": None}, {"delta": {**ch["delta"], "role": "robot"}}, {"delta": {**ch["delta"], "x": None}},
+                       {"delta": {**ch["delta"], "content": 7}}, {"delta": {"tool_calls": [{**call, "id": None}]}},
+                       {"delta": {"tool_calls": [{**call, "type": "fn"}]}}, {"delta": {"tool_calls": [{**call, "extra": 1}]}},
+                       {"delta": {"tool_calls": [{**call, "function": {"name": 1}}]}}, {"delta": {"tool_calls": []}}):
+            out.append({**b, "choices": [{**ch, **change}]})
+    return out
+
+
+@pytest.mark.parametrize("keep_usage", [False, True])
+def test_chunk_as_is_agrees_with_chunk(keep_usage):
+    kept = rewritten = 0
+    for obj in variants():
+        finished = oa.chunk_as_is(obj, keep_usage)
+        if finished is None:
+            rewritten += 1
+            continue
+        kept += 1
+        assert oa.chunk(obj, "m", "fallback", 9, keep_usage) == obj, obj
+        assert finished == any(ch["finish_reason"] for ch in obj["choices"])
+    assert kept >= 5 and rewritten >= 50
+
+
+# -- response_as_is agrees with response() (the non-streamed body relayed as it came) ---------------
+
+
+def completions() -> list[dict]:
+    """Conformant chat completions and one-field mutations of them, some of which response() rewrites."""
+    base = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi", "refusal": None},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    bases = [base, {k: v for k, v in base.items() if k != "usage"}, {**base, "system_fingerprint": "fp"},
+             {**base, "usage": {**base["usage"], "prompt_tokens_details": {"cached_tokens": 1}}}]
+    out = list(bases)
+    msg, ch = base["choices"][0]["message"], base["choices"][0]
+    for b in bases:
+        out += [{**b, "id": ""}, {**b, "object": "x"}, {**b, "created": 1.5}, {**b, "model": 3},
+                {**b, "system_fingerprint": None}, {**b, "usage": None}, {**b, "usage": {"prompt_tokens": 1}},
+                {**b, "usage": {**base["usage"], "completion_tokens_details": {"x": True}}}, {**b, "choices": {}}]
+        for change in ({"index": None}, {"logprobs": {"content": None}}, {"finish_reason": "eos"},
+                       {"finish_reason": None}, {"message": None}, {"message": {**msg, "role": "user"}},
+                       {"message": {**msg, "content": [{"type": "text", "text": "a"}]}},
+                       {"message": {k: v for k, v in msg.items() if k != "refusal"}},
+                       {"message": {**msg, "tool_calls": []}}, {"message": {**msg, "audio": None}},
+                       {"message": {**msg, "annotations": None}}, {"message": {**msg, "function_call": "f"}},
+                       {"message": {**msg, "content": None, "refusal": "no"}}):
+            out.append({**b, "choices": [{**ch, **change}]})
+    return out
+
+
+def test_response_as_is_agrees_with_response():
+    kept = rewritten = 0
+    for body in completions():
+        if oa.response_as_is(body):
+            kept += 1
+            assert oa.response(body, "other") == body, body
+        else:
+            rewritten += 1
+    assert kept >= 5 and rewritten >= 50
