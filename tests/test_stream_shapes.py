@@ -259,3 +259,35 @@ def test_response_as_is_agrees_with_response():
         else:
             rewritten += 1
     assert kept >= 5 and rewritten >= 50
+
+
+# -- the Responses translation of a chat stream ------------------------------------------------------
+
+
+def responses_stream():
+    from mlxgw.dialects import responses as rs
+    body = {"model": "m", "input": "hi", "stream": True}
+    return rs.ChatToResponsesStream(rs.ResponsesEventWriter(body, "resp_1", 1))
+
+
+def responses_events(raw: bytes) -> list[dict]:
+    return [json.loads(block.split(b"\ndata: ", 1)[1]) for block in raw.split(b"\n\n") if block.strip()]
+
+
+@pytest.mark.parametrize("name", [*UPSTREAMS, "recorded-0", "recorded-1"])
+@pytest.mark.parametrize("size", [1, 37, 1 << 20])
+def test_responses_stream_fast_path_gives_what_the_long_way_gives(name, size, monkeypatch):
+    raw = UPSTREAMS[name] if name in UPSTREAMS else recorded_streams()[int(name[-1])]
+    from mlxgw.dialects.responses.events import ResponsesEventWriter
+    fast, slow = responses_stream(), responses_stream()
+    used = []
+    more_text = ResponsesEventWriter.more_text
+    with monkeypatch.context() as m:
+        m.setattr(ResponsesEventWriter, "more_text", lambda self, text, mid: used.append(1) or more_text(self, text, mid))
+        got = b"".join(fast.feed(raw[i:i + size]) for i in range(0, len(raw), size)) + (b"" if fast.finished else fast.end())
+    with monkeypatch.context() as m:
+        m.setattr(oa.ContentShape, "learn", lambda *a, **k: None)
+        want = b"".join(slow.feed(raw[i:i + size]) for i in range(0, len(raw), size)) + (b"" if slow.finished else slow.end())
+    assert len(used) >= 3, "the fast path was not taken"
+    assert responses_events(got) == responses_events(want)
+    assert fast.response == slow.response and fast.tokens() == slow.tokens()

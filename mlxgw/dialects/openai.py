@@ -442,7 +442,7 @@ def plain_text(body: dict) -> str | None:
     if type(choices) is not list or len(choices) != 1 or isinstance(body.get("usage"), dict) or "error" in body:
         return None
     ch = choices[0]
-    if type(ch) is not dict or ch.get("finish_reason") is not None:
+    if type(ch) is not dict or ch.get("finish_reason") is not None or ch.get("logprobs") is not None:
         return None
     delta = ch.get("delta")
     if type(delta) is not dict or not delta.keys() <= {"content", "role"}:
@@ -472,13 +472,18 @@ class ContentShape:
         self.tail = self.out_head = self.out_tail = b""
         self.size = 0
 
-    def learn(self, data: bytes, text: str, out: bytes, key: bytes) -> None:
+    def learn(self, data: bytes, text: str, out: bytes | None = None, key: bytes = b"") -> None:
         """Learn from `data`, an event whose plain content delta is `text` (see `plain_text`), and `out`,
-        the client bytes made from it, in which `text` appears once as the value of `key`."""
+        the client bytes made from it, in which `text` appears once as the value of `key` (None: a
+        translator that only needs `text()` and renders its own bytes)."""
         span = _string_at(data, b'"content":', text)
         if span is None:
             return
         start, end = span
+        if out is None:
+            self.head, self.tail = data[:start], data[end:]
+            self.size = len(self.head) + len(self.tail)
+            return
         # the text as the upstream wrote it (an event relayed as is) or as orjson did, compact or spaced
         for body in (data[start:end], dumps(text)[1:-1]):
             for needle in (key + b'"' + body + b'"', key + b' "' + body + b'"'):
@@ -504,6 +509,13 @@ class ContentShape:
 
     def render(self, middle: bytes) -> bytes:
         return self.out_head + middle + self.out_tail
+
+    @staticmethod
+    def decode(middle: bytes) -> str:
+        """The text of a middle `text()` returned."""
+        if middle.isascii() and _STRING_UNSAFE.search(middle) is None:
+            return middle.decode("ascii")
+        return loads(b'"' + middle + b'"')
 
 
 def _string_at(data: bytes, key: bytes, text: str) -> tuple[int, int] | None:

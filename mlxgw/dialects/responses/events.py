@@ -62,6 +62,8 @@ class ResponsesEventWriter:
         self._part: int | None = None  # open content part of the open message
         self._calls: dict[object, _Call] = {}
         self._call_order: list[object] = []
+        self._delta_key: tuple | None = None  # (message, part) whose output_text.delta head is cached
+        self._delta_head = b""
 
     # -- framing --
 
@@ -154,6 +156,24 @@ class ResponsesEventWriter:
     def text(self, text: str, logprobs: list[dict] | None = None) -> bytes:
         """A text delta; `logprobs` (LogProb entries, see objects.logprobs_from_chat) when the backend gave them."""
         return self._content("output_text", "text", text, logprobs)
+
+    def more_text(self, text: str, raw: bytes) -> bytes | None:
+        """What `text(text)` gives when an output_text part is already open, built from `raw`, the text
+        as a JSON string body (the upstream's bytes), instead of encoding the event again; None when no
+        such part is open (call `text()`)."""
+        if self.closed or self._part is None:
+            return None
+        key = (self._message, self._part)
+        if self._delta_key != key:
+            item = self.output[self._message]
+            if item["content"][self._part]["type"] != "output_text":
+                return None
+            empty = sse({"type": "response.output_text.delta", "item_id": item["id"], "output_index": self._message,
+                         "content_index": self._part, "delta": ""})
+            self._delta_head, self._delta_key = empty[:-len(b'"}\n\n')], key
+        self.output[self._message]["content"][self._part]["text"] += text
+        seq, self.seq = self.seq, self.seq + 1
+        return b"".join((self._delta_head, raw, b'","logprobs":[],"sequence_number":', str(seq).encode(), b"}\n\n"))
 
     def refusal(self, text: str) -> bytes:
         return self._content("refusal", "refusal", text)

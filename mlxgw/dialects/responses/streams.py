@@ -24,7 +24,7 @@ from __future__ import annotations
 import abc
 
 from mlxgw.dialects.jsonfast import DecodeError, loads
-from mlxgw.dialects.openai import SSEParser
+from mlxgw.dialects.openai import ContentShape, SSEParser, plain_text
 from mlxgw.dialects.responses import objects as ob
 from mlxgw.dialects.responses.anthropic import anthropic_status
 from mlxgw.dialects.responses.chat import chat_status, reasoning_text
@@ -99,8 +99,14 @@ class ChatToResponsesStream(_Base):
     def __init__(self, writer: ResponsesEventWriter):
         super().__init__(writer)
         self.finish_reason: str | None = None
+        self.shape = ContentShape()
 
     def _event(self, data: bytes) -> bytes:
+        middle = self.shape.text(data)
+        if middle is not None:  # more plain text (see ContentShape): its delta event without parsing
+            out = self.writer.more_text(ContentShape.decode(middle), middle)
+            if out is not None:
+                return out
         if data == b"[DONE]":
             return self._close()
         obj = _decode(data)
@@ -134,6 +140,10 @@ class ChatToResponsesStream(_Base):
                               fn.get("name") if isinstance(fn.get("name"), str) else None, args))
         if ch.get("finish_reason") is not None and self.finish_reason is None:
             self.finish_reason = ch["finish_reason"]  # the usage chunk comes after it: keep reading
+        if self.shape.head is None:
+            text = plain_text(obj)
+            if text is not None:
+                self.shape.learn(data, text)
         return b"".join(out)
 
     def _close(self) -> bytes:
