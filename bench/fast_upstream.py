@@ -7,8 +7,9 @@ every request) is the right server for tests but costs ~10x more CPU per request
     python bench/fast_upstream.py --port 0     # prints "PORT <n>" on stdout once listening
 
 Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (non-streaming JSON, or an SSE stream
-of role / 3 content chunks / finish / usage chunk / [DONE] when the body has "stream": true). Bodies are
-conformant with OpenAI's schema (same shapes as tests/upstream.py's defaults).
+of role / N content chunks (--chunks, default 20) / finish / usage chunk / [DONE] when the body has
+"stream": true). Bodies are conformant with OpenAI's schema (same shapes as tests/upstream.py's
+defaults), and all of them are rendered once at start-up, so answering costs one write.
 """
 
 from __future__ import annotations
@@ -22,33 +23,30 @@ import time
 
 CREATED = int(time.time())
 
-_COMPLETION = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": "bench-model",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the bench upstream.",
-                                          "refusal": None}, "logprobs": None, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 8, "completion_tokens": 6, "total_tokens": 14},
-}, separators=(",", ":")).encode()
+DEFAULT_CHUNKS = 20  # issue 15's setup: a stream of 20 content chunks
 
 
-def _chunk(delta: dict, finish: str | None = None, usage: bool = False) -> bytes:
+def _usage(tokens: int) -> dict:
+    return {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens}
+
+
+def _completion(text: str, tokens: int) -> bytes:
+    return json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": CREATED, "model": "bench-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
+                     "logprobs": None, "finish_reason": "stop"}],
+        "usage": _usage(tokens),
+    }, separators=(",", ":")).encode()
+
+
+def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
     obj: dict = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": CREATED, "model": "bench-model"}
     if usage:
         obj["choices"] = []
-        obj["usage"] = {"prompt_tokens": 8, "completion_tokens": 6, "total_tokens": 14}
+        obj["usage"] = usage
     else:
         obj["choices"] = [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
-
-
-_EVENTS = [
-    _chunk({"role": "assistant", "content": ""}),
-    _chunk({"content": "Hello "}),
-    _chunk({"content": "from the "}),
-    _chunk({"content": "bench upstream."}),
-    _chunk({}, "stop"),
-]
-_USAGE_EVENT = _chunk({}, usage=True)
-_DONE = b"data: [DONE]\n\n"
 
 
 def _chunked(parts: list[bytes]) -> bytes:
@@ -64,14 +62,26 @@ def _response(status: str, ctype: bytes, body: bytes) -> bytes:
 
 
 _SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
-RESP_CHAT = _response("200 OK", b"application/json", _COMPLETION)
-RESP_STREAM = _SSE_HEAD + _chunked(_EVENTS + [_DONE])
-RESP_STREAM_USAGE = _SSE_HEAD + _chunked(_EVENTS + [_USAGE_EVENT, _DONE])
 RESP_HEALTH = _response("200 OK", b"application/json", b'{"status":"ok"}')
 RESP_MODELS = _response("200 OK", b"application/json", json.dumps({
     "object": "list", "data": [{"id": "bench-model", "object": "model", "created": CREATED, "owned_by": "bench"}]}).encode())
 RESP_404 = _response("404 Not Found", b"application/json",
                      b'{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}')
+
+
+def render(chunks: int = DEFAULT_CHUNKS) -> tuple[bytes, bytes, bytes]:
+    """(JSON answer, stream, stream with a usage chunk) as whole HTTP responses; the JSON answer's
+    content is the stream's content joined, and one chunk counts as one token."""
+    pieces = [f"word{i} " for i in range(chunks)]
+    events = [_chunk({"role": "assistant", "content": ""}), *(_chunk({"content": p}) for p in pieces),
+              _chunk({}, "stop")]
+    done = b"data: [DONE]\n\n"
+    return (_response("200 OK", b"application/json", _completion("".join(pieces), chunks)),
+            _SSE_HEAD + _chunked(events + [done]),
+            _SSE_HEAD + _chunked(events + [_chunk({}, usage=_usage(chunks)), done]))
+
+
+RESP_CHAT, RESP_STREAM, RESP_STREAM_USAGE = render()
 
 _CL = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
 _STREAM = re.compile(rb'"stream"\s*:\s*true')
@@ -128,7 +138,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help="content chunks per stream (default 20)")
     args = ap.parse_args()
+    global RESP_CHAT, RESP_STREAM, RESP_STREAM_USAGE
+    RESP_CHAT, RESP_STREAM, RESP_STREAM_USAGE = render(max(1, args.chunks))
     try:
         import uvloop
         uvloop.install()
