@@ -68,6 +68,28 @@ def test_slow_clients_are_cut_and_health_still_answers(home, cli, tmp_path, upst
                 s.close()
 
 
+def test_a_kept_alive_connection_gets_the_deadlines_again_for_its_next_request(home, cli, tmp_path, upstream):  # noqa: F811
+    """Deadlines are armed only for a request its bytes left incomplete: after a whole request answered
+    on a kept-alive connection, the next one's partial headers, or its declared body that never comes,
+    still get 408 and a close."""
+    apply_config(cli, tmp_path, openai_config(upstream.base_url))
+    options = {"http": protocol(header_timeout=2.0, body_timeout=2.0), "timeout_keep_alive": 60}
+    whole = (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    with running_gateway(ServerConfig(), uvicorn_options=options) as gw:
+        for second in (KINDS["partial headers"], KINDS["declared body"], whole + KINDS["partial headers"]):
+            s = socket.create_connection(("127.0.0.1", gw.port))
+            try:
+                s.sendall(whole)
+                s.settimeout(10)
+                first = s.recv(4096)
+                assert first.startswith(b"HTTP/1.1 200")
+                s.sendall(second)  # the last case pipelines a whole request and a partial one in one write
+                data = read_until_closed(s, time.monotonic() + 20)
+            finally:
+                s.close()
+            assert (first + data).count(b"HTTP/1.1 408 Request Timeout") == 1, first + data
+
+
 def test_a_declared_length_over_the_limit_is_refused_before_the_body(home, cli, tmp_path, upstream):  # noqa: F811
     apply_config(cli, tmp_path, openai_config(upstream.base_url))
     with running_gateway(ServerConfig(max_body_bytes=1000)) as gw:

@@ -30,24 +30,28 @@ class DeadlineProtocol(HttpToolsProtocol):
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._phase = "idle"  # idle -> headers -> body -> None (between requests: uvicorn's keep-alive)
+        self._next_request = False  # a request began on a kept-alive connection in the bytes being parsed
         self._deadline = None
         self._arm(self.header_timeout)
 
     def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Deadlines are armed once these bytes are parsed, and only for a request they left incomplete:
+        # most requests arrive whole in one read and never need a timer.
         if self._phase == "body":  # the body deadline is an idle timeout: any bytes extend it
             self._arm(self.body_timeout)
-        super().data_received(data)
+        elif self._phase == "headers" and self._next_request:  # the next request on a kept-alive connection
+            self._arm(self.header_timeout)
+        self._next_request = False
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._phase is None:  # the next request on a kept-alive connection
-            self._arm(self.header_timeout)
+        self._next_request = self._phase is None
         self._phase = "headers"
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._phase = "body"
-        self._arm(self.body_timeout)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -101,7 +101,9 @@ async def relay(first: bytes, chunks: AsyncIterator[bytes], tr: Translator, rec:
     is over, nothing more to read). `pending`: the stream was committed while `prime()` still runs; its
     (first, ended) is awaited here. `keepalive`: seconds of upstream silence after which the client gets
     the translator's keep-alive (local engines; None: never)."""
-    gone = asyncio.ensure_future(receive()) if receive is not None else None
+    # The client going away is noticed by a task waiting on `receive`, started only for a stream that
+    # is not over at its first write (a short answer often is: then it costs nothing).
+    gone = asyncio.ensure_future(receive()) if receive is not None and not (ended or tr.finished) else None
     status = 200
     sent = 0
     waiting = pending  # what is awaited with keep-alives: the committed prime(), then each read
