@@ -31,6 +31,15 @@ def sse(obj: dict) -> bytes:
     return b"event: " + obj["type"].encode() + b"\ndata: " + dumps(obj) + b"\n\n"
 
 
+def _append(d: dict, key: str, text: str) -> None:
+    """d[key] += text in place: with the dict's reference dropped first the string is extended where it
+    lies, where `d[key] += text` copies it whole each time (quadratic over a long answer's deltas)."""
+    value = d[key]
+    d[key] = None
+    value += text
+    d[key] = value
+
+
 class _Call:
     __slots__ = ("index", "call_id", "name", "args", "item")
 
@@ -117,7 +126,7 @@ class ResponsesEventWriter:
             self._emit({"type": "response.content_part.added", "item_id": item["id"], "output_index": self._reasoning,
                         "content_index": 0, "part": {"type": "reasoning_text", "text": ""}})
         item = self.output[self._reasoning]
-        item["content"][0]["text"] += text
+        _append(item["content"][0], "text", text)
         self._emit({"type": "response.reasoning_text.delta", "item_id": item["id"], "output_index": self._reasoning,
                     "content_index": 0, "delta": text})
         return head + self._take()
@@ -171,7 +180,7 @@ class ResponsesEventWriter:
             empty = sse({"type": "response.output_text.delta", "item_id": item["id"], "output_index": self._message,
                          "content_index": self._part, "delta": ""})
             self._delta_head, self._delta_key = empty[:-len(b'"}\n\n')], key
-        self.output[self._message]["content"][self._part]["text"] += text
+        _append(self.output[self._message]["content"][self._part], "text", text)
         seq, self.seq = self.seq, self.seq + 1
         return b"".join((self._delta_head, raw, b'","logprobs":[],"sequence_number":', str(seq).encode(), b"}\n\n"))
 
@@ -189,7 +198,7 @@ class ResponsesEventWriter:
             self._open_part(ob.text_part("") if kind == "output_text" else ob.refusal_part(""))
             item = self.output[self._message]
         part = item["content"][self._part]
-        part[field] += text
+        _append(part, field, text)
         if logprobs:
             part["logprobs"] = part["logprobs"] + logprobs
         event = {"type": "response.output_text.delta" if kind == "output_text" else "response.refusal.delta",
@@ -259,7 +268,7 @@ class ResponsesEventWriter:
         return head + self._take()
 
     def _arg_delta(self, c: _Call, text: str) -> None:
-        c.item["arguments"] += text
+        _append(c.item, "arguments", text)
         self._emit({"type": "response.function_call_arguments.delta", "item_id": c.item["id"],
                     "output_index": c.index, "delta": text})
 
