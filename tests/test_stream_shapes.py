@@ -89,10 +89,16 @@ def anthropic_relay() -> OpenAIToAnthropicRelay:
 def run(relay, raw: bytes, size: int, learn: bool, monkeypatch) -> tuple[bytes, int]:
     """The client bytes, and how many events took the fast path (were rendered from a learnt shape)."""
     rendered = []
-    render = oa.ContentShape.render
+    convert = oa.ContentShape.convert
+
+    def counted(self, data, out):
+        taken = convert(self, data, out)
+        rendered.extend([1] if taken else [])
+        return taken
+
     with monkeypatch.context() as m:
         if learn:
-            m.setattr(oa.ContentShape, "render", lambda self, middle: rendered.append(1) or render(self, middle))
+            m.setattr(oa.ContentShape, "convert", counted)
         else:
             m.setattr(oa.ContentShape, "learn", lambda *a, **k: None)
         out = b""

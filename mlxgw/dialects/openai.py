@@ -430,9 +430,15 @@ def _tool_call_deltas_as_is(calls) -> bool:
     return True
 
 
-# What may not appear raw in a JSON string (a quote or backslash ends or escapes it; control characters
-# are invalid), so a middle holding one is decoded to be sure.
-_STRING_UNSAFE = re.compile(rb'["\\\x00-\x1f]')
+# The bytes plain ASCII text cannot hold raw in a JSON string: control characters, quote, backslash.
+_NOT_PLAIN = bytes(range(0x20)) + b'"\\'
+# One JSON string body, exactly: unescaped printable ASCII, the escapes JSON allows but a \\u surrogate
+# (a lone one would not decode; a pair takes the long way, which checks it), and well-formed UTF-8.
+_STRING_BODY = re.compile(
+    rb'(?:[\x20\x21\x23-\x5b\x5d-\x7f]+|\\(?:["\\/bfnrt]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4})'
+    rb'|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}'
+    rb'|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}'
+    rb'|\xf4[\x80-\x8f][\x80-\xbf]{2})+')
 
 
 def plain_text(body: dict) -> str | None:
@@ -499,13 +505,22 @@ class ContentShape:
         head = self.head
         if head is None or len(data) <= self.size or not data.startswith(head) or not data.endswith(self.tail):
             return None
+        end = len(data) - len(self.tail)
+        return data[len(head):end] if _STRING_BODY.fullmatch(data, len(head), end) else None
+
+    def convert(self, data: bytes, out: list) -> bool:
+        """Append `render(text(data))` to `out` (its three pieces, joined later with the rest); False
+        when `data` does not have the learnt shape. One call per event on the hot path: plain ASCII text
+        is checked with two C scans, only other text with the grammar."""
+        head = self.head
+        if head is None or len(data) <= self.size or not data.startswith(head) or not data.endswith(self.tail):
+            return False
         middle = data[len(head):len(data) - len(self.tail)]
-        if middle.isascii() and _STRING_UNSAFE.search(middle) is None:
-            return middle
-        try:
-            return middle if isinstance(loads(b'"' + middle + b'"'), str) else None
-        except DecodeError:
-            return None
+        if not middle.isascii() or len(middle.translate(None, _NOT_PLAIN)) != len(middle):
+            if _STRING_BODY.fullmatch(middle) is None:
+                return False
+        out += (self.out_head, middle, self.out_tail)
+        return True
 
     def render(self, middle: bytes) -> bytes:
         return self.out_head + middle + self.out_tail
@@ -513,9 +528,7 @@ class ContentShape:
     @staticmethod
     def decode(middle: bytes) -> str:
         """The text of a middle `text()` returned."""
-        if middle.isascii() and _STRING_UNSAFE.search(middle) is None:
-            return middle.decode("ascii")
-        return loads(b'"' + middle + b'"')
+        return middle.decode("ascii") if middle.isascii() and b"\\" not in middle else loads(b'"' + middle + b'"')
 
 
 def _string_at(data: bytes, key: bytes, text: str) -> tuple[int, int] | None:
@@ -626,8 +639,8 @@ class SSEParser:
     `data` payloads of the events they complete. Handles \\n, \\r\\n and \\r line ends, multi-line data
     and comments, so a chunk boundary anywhere is harmless.
 
-    Events end at a blank line, so the buffer is cut at each "\\n\\n" and the common event, one
-    `data: ` line, is taken whole; only other events are read line by line. The buffer holds what
+    Events end at a blank line, so the buffer is cut at each "\\n\\n": a run of events that are each
+    one `data: ` line is split in one go, other events are read line by line. The buffer holds what
     follows the last complete event, and a chunk that completes none costs one search of its own bytes."""
 
     __slots__ = ("_buf",)
@@ -647,9 +660,13 @@ class SSEParser:
         if buf.find(b"\n\n", len(held) - 1 if held else 0) < 0:
             self._buf = buf
             return []
-        *parts, self._buf = buf.split(b"\n\n")
+        end = buf.rfind(b"\n\n")
+        done, self._buf = buf[:end], buf[end + 2:]
+        # The common stream, only `data: ` lines each ending an event: every newline is in a separator.
+        if done.startswith(b"data: ") and done.count(b"\n") == 2 * done.count(b"\n\ndata: "):
+            return done[6:].split(b"\n\ndata: ")
         events = []
-        for part in parts:
+        for part in done.split(b"\n\n"):
             if part.startswith(b"data: ") and b"\n" not in part:
                 events.append(part[6:])
                 continue

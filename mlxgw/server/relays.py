@@ -75,9 +75,7 @@ class OpenAIRelay(SSETranslator):
         out = []
         shape = self.shape
         for data in events:
-            middle = shape.text(data)
-            if middle is not None:  # a plain content delta like one seen: its client bytes without parsing
-                out.append(shape.render(middle))
+            if shape.convert(data, out):  # a plain content delta like one seen: its client bytes, unparsed
                 continue
             if data == b"[DONE]":
                 self.finished = True
@@ -140,9 +138,7 @@ class OpenAIToAnthropicRelay(SSETranslator):
         out = []
         shape = self.shape
         for data in events:
-            middle = shape.text(data)
-            if middle is not None:  # more text for the open text block: its delta event without parsing
-                out.append(shape.render(middle))
+            if shape.convert(data, out):  # a plain content delta like one seen: its client bytes, unparsed
                 continue
             shape.forget()  # the converter's state may move on (a new block): learn again after it
             if data == b"[DONE]":
