@@ -28,6 +28,8 @@ def clip(text: str, n: int) -> str:
 
 def storable(text: str) -> str:
     """`text` with every lone surrogate and NUL replaced by U+FFFD."""
+    if text.isascii() and "\x00" not in text:  # the common text: two C scans, no regex
+        return text
     return _SURROGATE.sub("\ufffd", text)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
@@ -31,6 +31,7 @@ _MACHINE = socket.gethostname().lower().rstrip(".")
 class Access:
     hosts: frozenset[str] = frozenset()  # allowlisted Host names (lower case), ".suffix" entries, or "*"
     origins: frozenset[str] = frozenset()  # allowlisted origins ("scheme://host[:port]", lower case) or "*"
+    _seen: dict = field(default_factory=dict, compare=False, repr=False)  # Host header -> host_ok
 
     @classmethod
     def of(cls, hosts=(), origins=(), more: dict | None = None) -> Access:
@@ -42,6 +43,14 @@ class Access:
     def host_ok(self, host_header: str | None) -> bool:
         if not host_header or "*" in self.hosts:
             return True  # no Host at all: HTTP/1.0 tools; browsers always send one
+        known = self._seen.get(host_header)
+        if known is None:  # a client sends the same Host every time: decided once (bounded memory)
+            if len(self._seen) >= 1024:
+                self._seen.clear()
+            known = self._seen[host_header] = self._host_ok(host_header)
+        return known
+
+    def _host_ok(self, host_header: str) -> bool:
         name = hostname(host_header)
         if name in self.hosts or name in ("localhost", _MACHINE) or name.endswith(".localhost"):
             return True
