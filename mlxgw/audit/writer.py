@@ -15,10 +15,11 @@ that raises is logged, never propagated.
 
 from __future__ import annotations
 
-import json
 import logging
+from operator import itemgetter
 from pathlib import Path
 
+from mlxgw.dialects.jsonfast import dumps
 from mlxgw.store.batches import BatchWriter
 from mlxgw.text import MAX_ERROR_TEXT, MAX_MODEL_NAME, clip, storable
 
@@ -36,6 +37,7 @@ _DEFAULTS = {**dict.fromkeys(COLUMNS), "attempts": 1, "stream": False, "failover
 # The VARCHAR sizes PostgreSQL enforces (a model name may be 256 characters, its column keeps 200).
 _SIZES = (("requested_model", 200), ("backend_model", 200))
 _JSON = COLUMNS.index("attempts_detail")
+_ALL = itemgetter(*COLUMNS)
 
 
 def storable_row(row: dict) -> dict:
@@ -97,7 +99,7 @@ class AuditWriter(BatchWriter):
             v = row.get(name)
             if v is not None and len(v) > size:
                 row[name] = v[:size]
-        values = [row.get(c) for c in COLUMNS]
-        if values[_JSON] is not None:
-            values[_JSON] = json.dumps(values[_JSON])
-        return tuple(values)
+        values = _ALL(row)  # every column is there: storable_row filled in the missing ones
+        if values[_JSON] is None:
+            return values
+        return (*values[:_JSON], dumps(values[_JSON]).decode(), *values[_JSON + 1:])

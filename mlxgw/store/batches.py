@@ -7,9 +7,12 @@ slow disk never stalls the event loop. `stop()` drains everything, so a clean sh
 own writes (deletes) after a batch.
 
 The writes are one prepared INSERT run with the driver's `executemany` on a connection of the writer's
-own (mlxgw.store.sql), `chunk` rows per call and per transaction, each call its own trip to a worker
-thread: the thread holds the GIL while it binds a chunk's values (a few µs a row), so a chunk sized to
-about a millisecond is the longest the event loop can be kept waiting, and it runs between chunks.
+own (mlxgw.store.sql), a chunk of rows per call and per transaction, each call its own trip to a worker
+thread. While a call runs, the event loop can hardly get the GIL back: the driver lets go of it for each
+row's step, but only for microseconds, and takes it again before the loop's thread wakes (then the loop
+waits for the interpreter's 5 ms switch interval). So a chunk holds as many rows as take about
+`budget` (1 ms) of the thread's CPU, from the cost per row measured on the writes so far (bench/audit_gil.py
+measures it), and the loop runs between chunks.
 
 When the database refuses a chunk:
 - because of the database (locked, read-only, gone: the driver's OperationalError), the rows are kept and
@@ -31,6 +34,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 from mlxgw.errors import StoreError
@@ -45,9 +49,8 @@ class BatchWriter(abc.ABC):
     table = ""  # the table rows go to
     columns: tuple[str, ...] = ()  # its columns, in the order `_values` gives them
     dead_letter_file = "dead-letter.jsonl"  # where refused rows are kept, in MLXGW_HOME
-    # Rows per executemany: binding a row costs ~3-6 µs of GIL (bench/: audit_gil.py), so ~200 keep one
-    # call near a millisecond.
-    chunk = 200
+    budget = 0.001  # seconds of the worker thread's CPU per database call (one chunk)
+    min_chunk = 32  # ...but never fewer rows (a transaction's own cost must not throttle the writes)
 
     def __init__(self, store, interval: float = 0.2, batch: int = 1000, max_pending: int = 100_000,
                  dead_letter: Path | None = None):
@@ -62,6 +65,7 @@ class BatchWriter(abc.ABC):
         self._wake: asyncio.Event | None = None
         self._stopping = False
         self._conn = None  # the writer's own connection, opened on first write
+        self._row_cost = 1e-5  # seconds of thread CPU per row written: a running mean of the writes so far
         self._insert_sql = self._db.sql(f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
                                         f"VALUES ({', '.join('?' * len(self.columns))})")
         self.written = 0
@@ -114,13 +118,20 @@ class BatchWriter(abc.ABC):
         the database refuses stay queued for the next try; returns False then."""
         async with self._lock:
             rows = self._take()
-            for start in range(0, len(rows), self.chunk):
+            start = 0
+            while start < len(rows):
+                end = start + self.chunk()
                 try:
-                    await asyncio.to_thread(self._write, rows[start:start + self.chunk])
+                    await asyncio.to_thread(self._write, rows[start:end])
                 except Exception as exc:
                     self._keep(rows[start:], exc)
                     return False
+                start = end
         return True
+
+    def chunk(self) -> int:
+        """Rows for the next database call: about `budget` of CPU at the measured cost per row."""
+        return max(self.min_chunk, min(self._batch, int(self.budget / self._row_cost)))
 
     def _keep(self, rows: list[dict], exc: Exception) -> None:
         log.warning("%s: cannot write %d: %s", self.label, len(rows), exc)
@@ -134,8 +145,10 @@ class BatchWriter(abc.ABC):
     def flush_sync(self) -> None:
         """Write pending rows from synchronous code (tests, emergency exits)."""
         rows = self._take()
-        for start in range(0, len(rows), self.chunk):
-            self._write(rows[start:start + self.chunk])
+        while rows:
+            n = self.chunk()
+            self._write(rows[:n])
+            rows = rows[n:]
 
     async def _run(self) -> None:
         while True:
@@ -169,11 +182,14 @@ class BatchWriter(abc.ABC):
             self._write(rows[mid:])
 
     def _insert(self, rows: list[dict]) -> None:
-        values = [self._values(row) for row in rows]
         if self._conn is None:
             self._conn = self._db.connect()
+        cpu = time.thread_time()
+        values = [self._values(row) for row in rows]
         with self._db.transaction(conn=self._conn, raw=True) as cur:
             cur.executemany(self._insert_sql, values)
+        # CPU, not wall time: a commit waiting on the disk lets go of the GIL.
+        self._row_cost = 0.7 * self._row_cost + 0.3 * max((time.thread_time() - cpu) / len(rows), 1e-7)
         self.written += len(rows)
 
     def _close(self) -> None:

@@ -43,7 +43,7 @@ class ResponseStore(BatchWriter):
     table = "responses"
     columns = COLUMNS
     dead_letter_file = "responses-dead-letter.jsonl"
-    chunk = 50  # a response's JSON (its whole conversation turn) costs far more to encode than an audit row
+    min_chunk = 4  # a row holds a whole conversation turn: a chunk of a few may already take the budget
 
     def __init__(self, store, retention: float = RETENTION, interval: float = 0.2, batch: int = 500,
                  memory: int = 512, max_pending: int = 20_000, prune_every: float = 3600.0):
