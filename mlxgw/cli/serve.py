@@ -70,7 +70,8 @@ def serve(
 
     config = ServerConfig(db_url=db, host=host, port=port, max_body_bytes=max_body,
                           reload_interval=reload_interval, require_keys=True if require_keys else None,
-                          allowed_hosts=tuple(allowed_host or ()), allow_origins=tuple(allow_origin or ()))
+                          allowed_hosts=tuple(allowed_host or ()), allow_origins=tuple(allow_origin or ()),
+                          freeze_gc=True)
     store = Database(db).check()  # plain SQL: the server never imports SQLAlchemy (a first start migrates)
     loaded = load_runtime(store)  # a store or master-key problem stops here, as a plain error
     if not loaded[1].get("routes"):
