@@ -98,6 +98,9 @@ class Database:
         self._sql: dict[str, str] = {}
         if self.sqlite:
             import sqlite3 as driver
+        elif self.url.partition("://")[0].split("+")[0] not in ("postgresql", "postgres"):
+            raise StoreError(f"cannot use the database URL {self.where}: mlxgw stores live in SQLite or PostgreSQL",
+                             "check --db / MLXGW_DB (sqlite:///PATH or postgresql://USER@HOST/DB)")
         else:
             try:
                 import psycopg as driver
@@ -169,7 +172,7 @@ class Database:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
                 conn = self.connect()
-        ok = False
+        broken = False
         try:
             with contextlib.nullcontext() if raw else self.translate():
                 cur = conn.cursor()
@@ -186,15 +189,16 @@ class Database:
                 finally:
                     with contextlib.suppress(Exception):
                         cur.close()
-            ok = True
+        except (self.driver.Error, StoreError):
+            broken = True  # the connection may be unusable: never pooled again
+            raise
         finally:
-            if own:
-                if ok:
-                    with self._pool_lock:
-                        self._idle.append(conn)
-                else:  # a connection that failed may be broken: never pooled again
-                    with contextlib.suppress(Exception):
-                        conn.close()
+            if own and broken:
+                with contextlib.suppress(Exception):
+                    conn.close()
+            elif own:
+                with self._pool_lock:
+                    self._idle.append(conn)
 
     def query(self, text: str, params: tuple = ()) -> list[tuple]:
         with self.transaction() as cur:
