@@ -76,7 +76,10 @@ def private_file(path: Path) -> None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if folder.resolve() == home().resolve():
         os.chmod(folder, 0o700)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    # Opened only to create it: closing a descriptor of a file drops every POSIX lock this process holds
+    # on it, and SQLite's connections to it (the server's, a test's) rely on theirs.
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
     for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError):
             if f.stat().st_mode & 0o077:
@@ -110,6 +113,13 @@ class Database:
         self.driver = driver
         # Texts of JSON columns: SQLite gives the text back, psycopg the decoded value.
         self.load_json = json.loads if self.sqlite else _same
+        path = self._path
+        if orm is None and self.sqlite and path != ":memory:" and not path.startswith("file:"):
+            try:
+                private_file(Path(path).expanduser())
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder for the database {self.where}: {exc.strerror}",
+                                 "set MLXGW_HOME or --db to a writable place") from None
 
     @property
     def db(self) -> Database:
@@ -144,12 +154,6 @@ class Database:
         with self.translate():
             if self.sqlite:
                 path = self._path
-                if path != ":memory:" and not path.startswith("file:"):
-                    try:
-                        private_file(Path(path).expanduser())
-                    except OSError as exc:
-                        raise StoreError(f"cannot create the folder for the database {self.where}: "
-                                         f"{exc.strerror}", "set MLXGW_HOME or --db to a writable place") from None
                 conn = self.driver.connect(path, timeout=5, isolation_level=None, check_same_thread=False,
                                            uri=path.startswith("file:"))
                 conn.execute("PRAGMA busy_timeout = 5000")
@@ -241,6 +245,7 @@ class Database:
             )
         if version < SCHEMA_VERSION:
             self.orm.migrate()
+            self.orm.engine.dispose()  # its connections; the Store stays for the admin paths
         return self
 
     # -- errors --
