@@ -10,7 +10,8 @@ Names follow OpenTelemetry's GenAI semantic conventions in their Prometheus form
 `gen_ai_server_time_to_first_token_seconds`, with `gen_ai_*` labels); the rest are `mlxgw_*`.
 
 Cost on the request path: a few dict lookups and bisects per finished request (about 3 µs); the
-prometheus_client families are built only when /metrics is scraped.
+prometheus_client families are built only when /metrics is scraped, and the library itself is imported
+then (its first scrape), so a gateway nobody scrapes never loads it.
 Label values come from the config (route, provider) or from the upstream's own answer (model, only for
 answered requests), never from a raw client string, so a client cannot grow the series without bound.
 """
@@ -23,9 +24,6 @@ import asyncio
 
 from bisect import bisect_left
 
-from prometheus_client import CollectorRegistry, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.exposition import generate_latest
 
 log = logging.getLogger("mlxgw.metrics")
 
@@ -73,7 +71,9 @@ class _Hist:
         h[bisect_left(self.bounds, value)] += 1  # bucket le=bound holds value <= bound
         h[-1] += value
 
-    def family(self) -> HistogramMetricFamily:
+    def family(self):
+        from prometheus_client.core import HistogramMetricFamily
+
         f = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
         names = [str(b) for b in self.bounds] + ["+Inf"]
         for key, h in list(self.series.items()):
@@ -92,7 +92,8 @@ class Metrics:
     here; these are plain dicts updated on the event loop and turned into metric families at scrape."""
 
     def __init__(self, gateway=None):
-        self.registry = CollectorRegistry(auto_describe=False)
+        self._gateway = gateway
+        self._registry = None
         self.requests: dict[tuple, int] = {}
         self.duration = _Hist("gen_ai_server_request_duration_seconds", "Time from the request to the end of its "
                               "answer.", ("gen_ai_operation_name", "gen_ai_provider_name", "route", "client_api",
@@ -105,10 +106,20 @@ class Metrics:
                             "gen_ai_provider_name", "gen_ai_response_model", "gen_ai_token_type"), TOKEN_BUCKETS)
         self.failovers: dict[tuple, int] = {}
         self.errors = 0
-        self.registry.register(_RequestCollector(self))
-        if gateway is not None:
-            self.registry.register(_LiveCollector(gateway))
-            ProcessCollector(registry=self.registry)  # process_resident_memory_bytes, process_open_fds...
+
+    @property
+    def registry(self):
+        """The prometheus_client registry of these series, made (and the library imported) on first use."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, ProcessCollector
+
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_RequestCollector(self))
+            if self._gateway is not None:
+                registry.register(_LiveCollector(self._gateway))
+                ProcessCollector(registry=registry)  # process_resident_memory_bytes, process_open_fds...
+            self._registry = registry
+        return self._registry
 
     def observe(self, row: dict) -> None:
         """Count one finished request from its audit row. Never raises (a metrics bug must not fail a
@@ -141,6 +152,8 @@ class Metrics:
                 self.failovers[pair] = self.failovers.get(pair, 0) + 1
 
     def render(self) -> bytes:
+        from prometheus_client.exposition import generate_latest
+
         return generate_latest(self.registry)
 
 
@@ -149,6 +162,8 @@ class _RequestCollector:
         self.m = metrics
 
     def collect(self):
+        from prometheus_client.core import CounterMetricFamily
+
         m = self.m
         requests = CounterMetricFamily("mlxgw_requests", "Requests answered, by route, provider, client and "
                                        "backend API, HTTP status and streaming.",
@@ -203,6 +218,8 @@ class _LiveCollector:
         self.gw = gateway
 
     def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         gw = self.gw
         yield GaugeMetricFamily("mlxgw_requests_in_flight", "HTTP requests being answered now (streams until "
                                 "their last byte).", value=getattr(gw, "in_flight", 0))
@@ -234,6 +251,8 @@ class _LiveCollector:
         yield from self._engines()
 
     def _engines(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
         sup = self.gw.supervisor
         if sup is None:
             return

@@ -24,8 +24,6 @@ import logging
 import re
 import sys
 
-import re2
-
 try:  # Python 3.11+
     from re import _constants as C  # noqa: N812
     from re import _parser as P  # noqa: N812
@@ -36,8 +34,17 @@ except ImportError:  # pragma: no cover - older layouts
 log = logging.getLogger("mlxgw.routing")  # its messages are about routes
 MAX_CODE_POINT = sys.maxunicode
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # a refused pattern is reported by validate, not on stderr
+
+
+@functools.cache
+def _re2():
+    """The re2 module and its options, imported when the first route regex is compiled (a config without
+    regex routes never loads it)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is reported by validate, not on stderr
+    return re2, options
 
 
 class Untranslatable(Exception):
@@ -209,8 +216,9 @@ def translate(pattern: str) -> str:
 
 def problem(pattern: str) -> str | None:
     """Why `pattern` cannot be a route regex, for `mlxgw validate`; None when it can."""
+    re2, options = _re2()
     try:
-        re2.compile(translate(pattern), _OPTIONS)
+        re2.compile(translate(pattern), options)
     except re.error as exc:
         return f"regex does not compile: {exc}"
     except Untranslatable as exc:
@@ -234,7 +242,8 @@ class Matcher:
             log.error("route regex %r never matches: %s (mlxgw validate says the same)", pattern, why)
             self._rx = None
         else:
-            self._rx = re2.compile(translate(pattern), _OPTIONS)
+            re2, options = _re2()
+            self._rx = re2.compile(translate(pattern), options)
 
     def search(self, name: str) -> bool:
         if self._rx is None:

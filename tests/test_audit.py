@@ -96,3 +96,17 @@ def test_stats_per_route_and_provider(store):
     assert s["providers"]["dead"] == {"requests": 2, "errors": 2, "p50_ms": 5.0, "p95_ms": 7.0,
                                       "input_tokens": 2, "output_tokens": 3, "failovers": 0}
     assert queries.stats(store, since=2_000_000.0)["total"]["requests"] == 0
+
+
+def test_json_and_boolean_columns_round_trip(store):
+    """The writer binds through the driver itself (no ORM types): the attempts list and the stream flag
+    read back as written, on both stores."""
+    w = AuditWriter(store)
+    attempts = [{"target": "a/x", "outcome": "http_503", "ms": 1.5, "status": 503},
+                {"target": "b/y", "outcome": "ok", "ms": 2.0, "status": 200}]
+    w.record(row(1, stream=True, attempts_detail=attempts, failovers=1))
+    w.record(row(2))
+    w.flush_sync()
+    first, second = queries.tail(store, 5)
+    assert (first["stream"], first["attempts_detail"], first["failovers"]) == (True, attempts, 1)
+    assert (second["stream"], second["attempts_detail"], second["failovers"]) == (False, None, 0)

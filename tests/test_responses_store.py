@@ -185,8 +185,10 @@ async def test_prune_removes_expired_responses(db):
     assert await rstore.prune() == 0 and "resp_old" not in rstore._mem
 
 
-async def test_a_duplicate_row_does_not_block_the_others(db):
+async def test_a_duplicate_row_does_not_block_the_others(db, tmp_path):
+    dead_letter = tmp_path / "dead.jsonl"
     rstore = ResponseStore(db)
+    rstore._dead_letter = dead_letter
     r1, i1 = turn("resp_1", "one", "A")
     rstore.put(r1, i1)
     await rstore.flush()
@@ -197,6 +199,11 @@ async def test_a_duplicate_row_does_not_block_the_others(db):
     assert rstore._pending == []
     with db.session() as s:
         assert sorted(r[0] for r in s.execute(text("select id from responses"))) == ["resp_1", "resp_2"]
+    # The refused row is counted and kept in the dead-letter file (mode 0600), like the audit log's.
+    assert rstore.dead == 1 and rstore.written == 2
+    (kept,) = [json.loads(line) for line in dead_letter.read_text().splitlines()]
+    assert kept["row"]["id"] == "resp_1" and kept["row"]["response"] == r1
+    assert dead_letter.stat().st_mode & 0o777 == 0o600
 
 
 def test_the_migration_adds_the_table_to_an_older_store(tmp_path):

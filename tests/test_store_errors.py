@@ -94,3 +94,22 @@ def test_concurrent_applies_do_not_interleave(home, cli, tmp_path):
         assert run_process("apply", "-f", path, "--yes", env=env).returncode == 0
         alone.append(run_process("export", env=env).stdout)
     assert alone[0] != alone[1] and exported in alone
+
+
+def test_serve_migrates_a_fresh_store_and_refuses_a_newer_one(home):
+    """`mlxgw serve` opens the store without SQLAlchemy (mlxgw.store.sql), yet behaves as before: a missing
+    store is created and migrated, a newer one refused with the same message as every other command."""
+    import signal
+
+    from tests.test_cli_serve import start
+
+    proc, _port, _ = start()  # a fresh MLXGW_HOME: no database yet
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    with sqlite3.connect(home / "mlxgw.db") as db:
+        assert db.execute("select value from meta where key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+        db.execute("update meta set value = '99' where key = 'schema_version'")
+    r = run_process("serve", "--port", "9")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"has schema version 99, newer than this mlxgw understands ({SCHEMA_VERSION})" in r.stderr
+    assert "upgrade mlxgw" in r.stderr

@@ -4,6 +4,7 @@
 Rows go in small batches, each its own short transaction, oldest first, so a server pruning a large
 backlog never holds the store's write lock for long: the audit writer and `mlxgw apply` slip in between
 batches. Several replicas on one store may prune at once; a row deleted twice is simply not there.
+Plain SQL through the driver (mlxgw.store.sql): the server prunes without SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -12,40 +13,35 @@ import asyncio
 import logging
 import time
 
-from sqlalchemy import delete, func, select
-
-from mlxgw.store.db import Store
-from mlxgw.store.tables import RequestLog
-
 log = logging.getLogger("mlxgw.audit")
 BATCH = 1000
 
 
-def _delete_oldest(store: Store, n: int, before: float | None) -> int:
+def _delete_oldest(store, n: int, before: float | None) -> int:
     """Delete up to `n` of the oldest rows (only those with ts < `before`, when given)."""
-    ids = select(RequestLog.id).order_by(RequestLog.ts, RequestLog.id).limit(n)
-    if before is not None:
-        ids = ids.where(RequestLog.ts < before)
-    with store.session(write=True) as s:
-        return s.execute(delete(RequestLog).where(RequestLog.id.in_(ids.scalar_subquery()))).rowcount or 0
+    db = store.db
+    where, params = ("WHERE ts < ? ", (before, n)) if before is not None else ("", (n,))
+    with db.transaction(write=True) as cur:
+        cur.execute(db.sql(f"DELETE FROM requests WHERE id IN (SELECT id FROM requests {where}"
+                           "ORDER BY ts, id LIMIT ?)"), params)
+        return max(cur.rowcount, 0)
 
 
-def prune_batch(store: Store, retention: float | None, max_rows: int | None, batch: int = BATCH) -> int:
+def prune_batch(store, retention: float | None, max_rows: int | None, batch: int = BATCH) -> int:
     """One batch: rows older than `retention` seconds first, then the oldest beyond `max_rows`. The
-    number deleted (0: nothing left to do)."""
+    number deleted (0: nothing left to do). `store`: a Store or a Database."""
     if retention is not None:
         n = _delete_oldest(store, batch, time.time() - retention)
         if n:
             return n
     if max_rows is not None:
-        with store.session() as s:
-            extra = (s.scalar(select(func.count()).select_from(RequestLog)) or 0) - max_rows
+        extra = store.db.query("SELECT count(*) FROM requests")[0][0] - max_rows
         if extra > 0:
             return _delete_oldest(store, min(batch, extra), None)
     return 0
 
 
-def prune(store: Store, retention: float | None = None, max_rows: int | None = None, batch: int = BATCH) -> int:
+def prune(store, retention: float | None = None, max_rows: int | None = None, batch: int = BATCH) -> int:
     """Delete everything the limits exclude, batch by batch; the number of rows deleted."""
     total = 0
     while n := prune_batch(store, retention, max_rows, batch):
@@ -53,12 +49,12 @@ def prune(store: Store, retention: float | None = None, max_rows: int | None = N
     return total
 
 
-def count_older(store: Store, retention: float) -> int:
-    with store.session() as s:
-        return s.scalar(select(func.count()).select_from(RequestLog).where(RequestLog.ts < time.time() - retention)) or 0
+def count_older(store, retention: float) -> int:
+    db = store.db
+    return db.query("SELECT count(*) FROM requests WHERE ts < ?", (time.time() - retention,))[0][0]
 
 
-async def run(store: Store, limits, interval: float, pause: float = 0.05, max_batches: int = 100) -> None:
+async def run(store, limits, interval: float, pause: float = 0.05, max_batches: int = 100) -> None:
     """The server's background pruning: every `interval` seconds, up to `max_batches` batches (in a
     worker thread, a short pause between them). `limits()` gives the current (retention, max_rows), so an
     apply that changes them takes effect at the next round."""

@@ -14,34 +14,39 @@ from mlxgw.cli import _output
 from mlxgw.errors import ConfigError, MlxgwError
 
 
+def _guarded(call):
+    """Run a command: errors the library raises become one clear message and an exit code."""
+    try:
+        return call()
+    except ConfigError as exc:
+        for p in exc.problems:
+            _output.err.print(p.format(), markup=False)
+        _output.error(exc.message, exc.hint)
+        raise typer.Exit(exc.exit_code) from None
+    except MlxgwError as exc:
+        _output.error(exc.message, exc.hint)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        _output.error("interrupted")
+        raise typer.Exit(130) from None
+    except BrokenPipeError:  # `mlxgw logs tail --json | head`: the reader is done, so are we
+        # Point stdout at /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for MLXGW_DEBUG=1
+        # Usage errors belong to the (vendored) click inside typer: duck-type them.
+        if os.environ.get("MLXGW_DEBUG") or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
+            raise
+        _output.error(f"internal error: {type(exc).__name__}: {exc}",
+                      "re-run with MLXGW_DEBUG=1 for a traceback and report it")
+        raise typer.Exit(70) from None
+
+
 class _Group(TyperGroup):
     def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ConfigError as exc:
-            for p in exc.problems:
-                _output.err.print(p.format(), markup=False)
-            _output.error(exc.message, exc.hint)
-            raise typer.Exit(exc.exit_code) from None
-        except MlxgwError as exc:
-            _output.error(exc.message, exc.hint)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            _output.error("interrupted")
-            raise typer.Exit(130) from None
-        except BrokenPipeError:  # `mlxgw logs tail --json | head`: the reader is done, so are we
-            # Point stdout at /dev/null so the interpreter's final flush does not fail again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            raise typer.Exit(0) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as exc:  # a bug: say so plainly, keep the traceback for MLXGW_DEBUG=1
-            # Usage errors belong to the (vendored) click inside typer: duck-type them.
-            if os.environ.get("MLXGW_DEBUG") or (hasattr(exc, "show") and hasattr(exc, "exit_code")):
-                raise
-            _output.error(f"internal error: {type(exc).__name__}: {exc}",
-                          "re-run with MLXGW_DEBUG=1 for a traceback and report it")
-            raise typer.Exit(70) from None
+        return _guarded(lambda: super(_Group, self).invoke(ctx))
 
 
 app = typer.Typer(
@@ -68,4 +73,14 @@ from mlxgw.cli import clients as _clients  # noqa: E402,F401
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["serve"]:  # the server, without typer's pydantic-based option parsing (cli/quick.py)
+        from mlxgw.cli import quick
+
+        kwargs = quick.parse(serve.serve, sys.argv[2:])
+        if kwargs is not None:
+            try:
+                _guarded(lambda: serve.serve(**kwargs))
+            except typer.Exit as exc:
+                sys.exit(exc.exit_code)
+            return
     app()

@@ -5,19 +5,33 @@ from __future__ import annotations
 import json
 import sys
 
-from rich.console import Console
 
-# Pipes get wide output so tables are not cut to 80 columns.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+def __getattr__(name: str):
+    """`out` and `err`, the rich consoles, made on first use: `mlxgw serve` prints nothing when all is well
+    and so never imports rich (~3 MiB of the idle server)."""
+    if name not in ("out", "err"):
+        raise AttributeError(name)
+    return _console(name)
+
+
+def _console(name: str):
+    if name in globals():
+        return globals()[name]
+    from rich.console import Console
+
+    stream = sys.stderr if name == "err" else sys.stdout
+    # Pipes get wide output so tables are not cut to 80 columns.
+    console = Console(stderr=name == "err", highlight=False, soft_wrap=True, width=None if stream.isatty() else 200)
+    globals()[name] = console
+    return console
 
 
 def say(text: str, style: str | None = None) -> None:
-    out.print(text, style=style, markup=False)
+    _console("out").print(text, style=style, markup=False)
 
 
 def warn(text: str) -> None:
-    err.print(text, style="yellow", markup=False)
+    _console("err").print(text, style="yellow", markup=False)
 
 
 def emit_json(obj) -> None:
@@ -26,6 +40,6 @@ def emit_json(obj) -> None:
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"error: {message}", style="bold red", markup=False)
+    _console("err").print(f"error: {message}", style="bold red", markup=False)
     if hint:
-        err.print(f"hint: {hint}", markup=False)
+        _console("err").print(f"hint: {hint}", markup=False)

@@ -65,13 +65,14 @@ def serve(
     from mlxgw.server import ServerConfig, create_app
     from mlxgw.server.keys import load_hashes
     from mlxgw.server.protocol import protocol
-    from mlxgw.store.db import Store
-    from mlxgw.store.state import load_runtime
+    from mlxgw.store.live import load_runtime
+    from mlxgw.store.sql import Database
 
     config = ServerConfig(db_url=db, host=host, port=port, max_body_bytes=max_body,
                           reload_interval=reload_interval, require_keys=True if require_keys else None,
-                          allowed_hosts=tuple(allowed_host or ()), allow_origins=tuple(allow_origin or ()))
-    store = Store(db)
+                          allowed_hosts=tuple(allowed_host or ()), allow_origins=tuple(allow_origin or ()),
+                          freeze_gc=True)
+    store = Database(db).check()  # plain SQL: the server never imports SQLAlchemy (a first start migrates)
     loaded = load_runtime(store)  # a store or master-key problem stops here, as a plain error
     if not loaded[1].get("routes"):
         _output.warn("the config has no routes, so every model name gets 404: run `mlxgw init` to find local "
@@ -84,7 +85,7 @@ def serve(
         )
     uv = uvicorn.Config(
         create_app(config, store=store, loaded=loaded), host=host, port=port, lifespan="on", access_log=False,
-        log_level=log_level,
+        log_level=log_level, ws="none",  # no WebSocket endpoint: uvicorn need not load the websockets package
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http=protocol(header_timeout, body_timeout), timeout_keep_alive=keep_alive,
         limit_concurrency=limit_concurrency, timeout_graceful_shutdown=shutdown_timeout, server_header=False,

@@ -23,7 +23,6 @@ from mlxgw.server.middleware import RequestContext, new_request_id
 from mlxgw.server.resources import Health, Models, Root, UnknownPath
 from mlxgw.server.responses import InputItems, Responses, StoredResponse
 from mlxgw.server.ui import add_routes as add_ui_routes
-from mlxgw.store.db import Store
 
 
 class GatewayApp(falcon.asgi.App):
@@ -78,10 +77,10 @@ def too_large(scope, limit: int):
     return None
 
 
-def create_app(config: ServerConfig | None = None, *, store: Store | None = None,
+def create_app(config: ServerConfig | None = None, *, store=None,
                loaded: tuple[int, dict, dict] | None = None) -> GatewayApp:
-    """The app for `config`. `store` is an already open Store and `loaded` what
-    `mlxgw.store.state.load_runtime(store)` returned, when the caller (the CLI) checked them up front."""
+    """The app for `config`. `store` is an already open Database (mlxgw.store.sql) or Store and `loaded`
+    what `mlxgw.store.live.load_runtime(store)` returned, when the caller (the CLI) checked them up front."""
     config = config or ServerConfig()
     gateway = Gateway(config)
     lifespan = Lifespan(gateway, store, loaded)

@@ -30,6 +30,8 @@ class ServerConfig:
     allow_origins: tuple[str, ...] = ()  # web page origins allowed to call the gateway ("*": any)
     prune_interval: float = 60.0  # seconds between rounds of audit pruning (`audit` in gateway.yaml)
     keepalive_interval: float = 15.0  # seconds between keep-alives while a local engine prefills a stream
+    # gc.freeze() once started (`mlxgw serve`: one gateway per process; not for tests that start many)
+    freeze_gc: bool = False
 
     @property
     def keys_required(self) -> bool:

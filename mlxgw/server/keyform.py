@@ -84,7 +84,7 @@ class ProviderKey:
                               param="name", code="no_key_needed")
         key = await self._form_key(req)
         boxes = declarative.Boxes()
-        fp = await asyncio.to_thread(declarative.set_key, self.lifespan.store, name, key, boxes)
+        fp = await asyncio.to_thread(declarative.set_key, self.lifespan.store.db.orm, name, key, boxes)
         if boxes.created:
             log.warning("mlxgw created a new master key file %s (mode 0600): back it up", boxes.created)
         log.info("mlxgw stored a new key for provider %s (%s) from the route view", name, fp)

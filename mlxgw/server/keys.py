@@ -12,11 +12,7 @@ import re
 import secrets
 import time
 
-from sqlalchemy import select
-
 from mlxgw.errors import MlxgwError, NotFoundError
-from mlxgw.store.db import Store
-from mlxgw.store.tables import GatewayKey
 
 TOKEN_PREFIX = "mlxgw-"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -29,39 +25,42 @@ def hash_token(token: str) -> str:
 SCOPES = ("client", "admin")
 
 
-def create(store: Store, name: str, scope: str = "client") -> str:
-    """Create key `name` with `scope` and return its token (the only time it exists in clear)."""
+def create(store, name: str, scope: str = "client") -> str:
+    """Create key `name` with `scope` and return its token (the only time it exists in clear). `store`: a
+    Store or a Database (plain SQL, mlxgw.store.sql, like every function here)."""
     if scope not in SCOPES:
         raise MlxgwError(f"unknown key scope {scope!r}", "use client or admin")
     if not _NAME.match(name):
         raise MlxgwError(f"invalid key name {name!r}", "use lower-case letters, digits and '-', up to 63 characters")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with store.session(write=True) as s:
-        if s.scalar(select(GatewayKey.id).where(GatewayKey.name == name)) is not None:
+    db = store.db
+    with db.transaction(write=True) as cur:
+        cur.execute(db.sql("SELECT id FROM gateway_keys WHERE name = ?"), (name,))
+        if cur.fetchone() is not None:
             raise MlxgwError(f"a gateway key named '{name}' already exists",
                              f"revoke it first (mlxgw tokens revoke {name}) or pick another name")
-        s.add(GatewayKey(name=name, prefix=token[:12], hash=hash_token(token), created_at=time.time(), scope=scope))
+        cur.execute(db.sql("INSERT INTO gateway_keys (name, prefix, hash, created_at, scope) VALUES (?, ?, ?, ?, ?)"),
+                    (name, token[:12], hash_token(token), time.time(), scope))
     return token
 
 
-def list_keys(store: Store) -> list[dict]:
-    with store.session() as s:
-        return [{"name": k.name, "prefix": k.prefix, "scope": k.scope, "created_at": k.created_at}
-                for k in s.scalars(select(GatewayKey).order_by(GatewayKey.name))]
+def list_keys(store) -> list[dict]:
+    return [{"name": name, "prefix": prefix, "scope": scope, "created_at": created_at}
+            for name, prefix, scope, created_at in
+            store.db.query("SELECT name, prefix, scope, created_at FROM gateway_keys ORDER BY name")]
 
 
-def revoke(store: Store, name: str) -> None:
-    with store.session(write=True) as s:
-        row = s.scalar(select(GatewayKey).where(GatewayKey.name == name))
-        if row is None:
+def revoke(store, name: str) -> None:
+    db = store.db
+    with db.transaction(write=True) as cur:
+        cur.execute(db.sql("DELETE FROM gateway_keys WHERE name = ?"), (name,))
+        if cur.rowcount == 0:
             raise NotFoundError(f"no gateway key named '{name}'", "see mlxgw tokens list")
-        s.delete(row)
 
 
-def load_hashes(store: Store) -> dict[str, str]:
+def load_hashes(store) -> dict[str, str]:
     """sha256 of every key -> its scope."""
-    with store.session() as s:
-        return {h: scope for h, scope in s.execute(select(GatewayKey.hash, GatewayKey.scope))}
+    return dict(store.db.query("SELECT hash, scope FROM gateway_keys"))
 
 
 def presented_token(auth_header: str | None, api_key_header: str | None) -> str | None:

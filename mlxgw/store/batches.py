@@ -3,9 +3,25 @@
 Queueing is a list append: a request never waits for the database. A background task moves the pending
 rows to the database every `interval` seconds (sooner once `batch` rows wait), in a worker thread so a
 slow disk never stalls the event loop. `stop()` drains everything, so a clean shutdown (SIGTERM to
-`mlxgw serve` included) loses no row. A batch the database refuses is kept and retried, up to
-`max_pending` rows (beyond that the oldest are dropped with a warning rather than exhausting memory).
-One database write at a time (`_lock`), so a subclass can order its own writes (deletes) after a batch.
+`mlxgw serve` included) loses no row. One database write at a time (`_lock`), so a subclass can order its
+own writes (deletes) after a batch.
+
+The writes are one prepared INSERT run with the driver's `executemany` on a connection of the writer's
+own (mlxgw.store.sql), a chunk of rows per call and per transaction, each call its own trip to a worker
+thread. While a call runs, the event loop can hardly get the GIL back: the driver lets go of it for each
+row's step, but only for microseconds, and takes it again before the loop's thread wakes (then the loop
+waits for the interpreter's 5 ms switch interval). So a chunk holds as many rows as take about
+`budget` (1 ms) of the thread's CPU, from the cost per row measured on the writes so far (bench/audit_gil.py
+measures it), and the loop runs between chunks.
+
+When the database refuses a chunk:
+- because of the database (locked, read-only, gone: the driver's OperationalError), the rows are kept and
+  retried, up to `max_pending` rows (beyond that the oldest are dropped with a warning rather than
+  exhausting memory);
+- because of the rows (anything else: a constraint, a value the driver cannot bind), the chunk is split in
+  halves until the bad rows are alone; the good rows are written, each bad row is logged, counted in
+  `dead` and appended to the writer's dead-letter file in MLXGW_HOME (mode 0600). One bad row never holds
+  back the others.
 
 Used by the audit log (mlxgw.audit.writer) and the stored Responses (mlxgw.store.responses).
 """
@@ -13,32 +29,53 @@ Used by the audit log (mlxgw.audit.writer) and the stored Responses (mlxgw.store
 from __future__ import annotations
 
 import abc
-
 import asyncio
+import contextlib
+import json
 import logging
+import os
+import time
+from pathlib import Path
+
+from mlxgw.errors import StoreError
+from mlxgw.store.sql import home
+from mlxgw.text import clip
 
 log = logging.getLogger("mlxgw.store")
 
 
 class BatchWriter(abc.ABC):
     label = "rows"  # how log lines name what is written
+    table = ""  # the table rows go to
+    columns: tuple[str, ...] = ()  # its columns, in the order `_values` gives them
+    dead_letter_file = "dead-letter.jsonl"  # where refused rows are kept, in MLXGW_HOME
+    budget = 0.001  # seconds of the worker thread's CPU per database call (one chunk)
+    min_chunk = 32  # ...but never fewer rows (a transaction's own cost must not throttle the writes)
 
-    def __init__(self, interval: float = 0.2, batch: int = 1000, max_pending: int = 100_000):
+    def __init__(self, store, interval: float = 0.2, batch: int = 1000, max_pending: int = 100_000,
+                 dead_letter: Path | None = None):
+        self._db = store.db
         self._interval = interval
         self._batch = batch
         self._max_pending = max_pending
+        self._dead_letter = dead_letter
         self._pending: list[dict] = []
         self._lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._stopping = False
+        self._conn = None  # the writer's own connection, opened on first write
+        self._row_cost = 1e-5  # seconds of thread CPU per row written: a running mean of the writes so far
+        self._insert_sql = self._db.sql(f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
+                                        f"VALUES ({', '.join('?' * len(self.columns))})")
         self.written = 0
+        self.dead = 0  # rows the database refused on their own: logged and kept in the dead-letter file
 
     # -- what a subclass provides --
 
     @abc.abstractmethod
-    def _write(self, rows: list[dict]) -> None:
-        """Write one batch (runs in a worker thread); raise to have it kept and retried."""
+    def _values(self, row: dict) -> tuple:
+        """The row's values in `columns` order, as the driver binds them."""
 
     def _dropped(self, rows: list[dict]) -> None:
         """Rows given up on (the database refused them too long)."""
@@ -74,31 +111,44 @@ class BatchWriter(abc.ABC):
             await self.flush()
             if self._pending:
                 log.error("%s: %d lost, the database refused them", self.label, len(self._pending))
+        self._close()
 
     async def flush(self) -> bool:
-        """Write the rows pending now (in a worker thread), without stopping. Rows the database refuses
-        stay queued for the next try; returns False then."""
+        """Write the rows pending now (chunk by chunk, each in a worker thread), without stopping. Rows
+        the database refuses stay queued for the next try; returns False then."""
         async with self._lock:
             rows = self._take()
-            if not rows:
-                return True
-            try:
-                await asyncio.to_thread(self._write, rows)
-            except Exception as exc:
-                log.warning("%s: cannot write %d: %s", self.label, len(rows), exc)
-                self._pending[:0] = rows
-                overflow = len(self._pending) - self._max_pending
-                if overflow > 0:
-                    self._dropped(self._pending[:overflow])
-                    del self._pending[:overflow]
-                    log.warning("%s: dropped %d the database would not take", self.label, overflow)
-                return False
+            start = 0
+            while start < len(rows):
+                end = start + self.chunk()
+                try:
+                    await asyncio.to_thread(self._write, rows[start:end])
+                except Exception as exc:
+                    self._keep(rows[start:], exc)
+                    return False
+                start = end
         return True
+
+    def chunk(self) -> int:
+        """Rows for the next database call: about `budget` of CPU at the measured cost per row."""
+        return max(self.min_chunk, min(self._batch, int(self.budget / self._row_cost)))
+
+    def _keep(self, rows: list[dict], exc: Exception) -> None:
+        log.warning("%s: cannot write %d: %s", self.label, len(rows), exc)
+        self._pending[:0] = rows
+        overflow = len(self._pending) - self._max_pending
+        if overflow > 0:
+            self._dropped(self._pending[:overflow])
+            del self._pending[:overflow]
+            log.warning("%s: dropped %d the database would not take", self.label, overflow)
 
     def flush_sync(self) -> None:
         """Write pending rows from synchronous code (tests, emergency exits)."""
-        if self._pending:
-            self._write(self._take())
+        rows = self._take()
+        while rows:
+            n = self.chunk()
+            self._write(rows[:n])
+            rows = rows[n:]
 
     async def _run(self) -> None:
         while True:
@@ -113,3 +163,52 @@ class BatchWriter(abc.ABC):
             if not ok:
                 await asyncio.sleep(self._interval)  # the database refused: back off a tick
             await self._tick()
+
+    # -- the database (in a worker thread) --
+
+    def _write(self, rows: list[dict]) -> None:
+        """Insert `rows`; raise only when the database itself fails (then nothing was written)."""
+        try:
+            self._insert(rows)
+        except (self._db.driver.OperationalError, StoreError):
+            self._close()  # the connection may be gone: the next try opens another
+            raise
+        except Exception as exc:
+            if len(rows) == 1:
+                self._bury(rows[0], exc)
+                return
+            mid = len(rows) // 2
+            self._write(rows[:mid])
+            self._write(rows[mid:])
+
+    def _insert(self, rows: list[dict]) -> None:
+        if self._conn is None:
+            self._conn = self._db.connect()
+        cpu = time.thread_time()
+        values = [self._values(row) for row in rows]
+        with self._db.transaction(conn=self._conn, raw=True) as cur:
+            cur.executemany(self._insert_sql, values)
+        # CPU, not wall time: a commit waiting on the disk lets go of the GIL.
+        self._row_cost = 0.7 * self._row_cost + 0.3 * max((time.thread_time() - cpu) / len(rows), 1e-7)
+        self.written += len(rows)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def _bury(self, row: dict, exc: Exception) -> None:
+        """A row the database refuses on its own: log it, count it, keep it in the dead-letter file."""
+        self.dead += 1
+        reason = clip(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, 300)
+        name = self.dead_letter_file
+        log.error("%s: row %s refused by the database (%s); kept in %s", self.label, row.get("id"), reason, name)
+        path = self._dead_letter or home() / name
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"row": row, "reason": reason}, default=repr) + "\n")
+        except OSError as err:
+            log.error("%s: cannot write the dead-letter file %s: %s", self.label, path, err.strerror)

@@ -4,56 +4,19 @@ StoreErrors that say what to do."""
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
-import platformdirs
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from mlxgw.errors import SchemaVersionError, StoreError, StoreLockedError, StoreReadOnlyError
+from mlxgw.errors import SchemaVersionError, StoreError
 from mlxgw.store import tables
-
-SCHEMA_VERSION = 5
-# PostgreSQL: writers take this transaction-scoped advisory lock first, the counterpart of SQLite's
-# BEGIN IMMEDIATE. Two `mlxgw apply` on two machines then run one after the other, and the second sees
-# that the store moved since its plan ("the store changed ... run the command again") instead of both
-# writing from the same base. Readers (the servers' reload polls, the request path's nothing) never wait.
-WRITE_LOCK = 0x6D6C7867  # "mlxg"
-
-
-def home() -> Path:
-    """MLXGW_HOME, else the per-user data dir. Holds the SQLite file, the master key file, logs."""
-    env = os.environ.get("MLXGW_HOME")
-    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("mlxgw"))
-
-
-def resolve_url(db: str | None = None) -> str:
-    return db or os.environ.get("MLXGW_DB") or f"sqlite:///{home() / 'mlxgw.db'}"
-
-
-def display_url(url: str) -> str:
-    """The URL as it may be shown: a file path for SQLite, no password otherwise."""
-    u = make_url(url)
-    if u.get_backend_name() == "sqlite":
-        return u.database or ":memory:"
-    return u.render_as_string(hide_password=True)
-
-
-def private_file(path: Path) -> None:
-    """Create the SQLite file `path` (and its folder) readable by this user only: 0600 in a 0700 folder
-    when the folder is MLXGW_HOME. SQLite gives the -wal and -shm files the main file's mode."""
-    folder = path.parent
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if folder.resolve() == home().resolve():
-        os.chmod(folder, 0o700)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        with contextlib.suppress(FileNotFoundError):
-            if f.stat().st_mode & 0o077:
-                os.chmod(f, 0o600)
+# The store's location and version live with the driver-level layer, which `mlxgw serve` uses alone.
+from mlxgw.store.sql import (  # noqa: F401
+    SCHEMA_VERSION, WRITE_LOCK, Database, display_url, home, private_file, resolve_url, store_error,
+)
 
 
 # Each migration takes a connection at version N-1 and leaves it at N. Never edit a released one.
@@ -145,8 +108,16 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Writers take SQLite's write lock at BEGIN, so a concurrent writer fails before changing anything.
         self._writers = sessionmaker(self.engine.execution_options(sqlite_immediate=True), expire_on_commit=False)
+        self._db: Database | None = None
         if migrate:
             self.migrate()
+
+    @property
+    def db(self) -> Database:
+        """The same store through the driver's DB-API (mlxgw.store.sql), for code shared with `serve`."""
+        if self._db is None:
+            self._db = Database(self.url, orm=self)
+        return self._db
 
     @contextlib.contextmanager
     def session(self, write: bool = False):
@@ -203,23 +174,7 @@ class Store:
             ) from None
 
     def _store_error(self, exc: OperationalError) -> StoreError:
-        msg = str(exc.orig).lower()
-        if "locked" in msg or "busy" in msg:
-            return StoreLockedError(
-                f"the database {self.where} is locked by another process",
-                "wait for the other mlxgw command to finish, then retry",
-            )
-        if "readonly" in msg or "read-only" in msg or "read only" in msg:
-            return StoreReadOnlyError(
-                f"cannot write to the database {self.where}: it is read-only",
-                "make the file and its folder writable, or point --db / MLXGW_DB elsewhere",
-            )
-        if "unable to open" in msg:
-            return StoreError(
-                f"cannot open the database {self.where}",
-                "check that its folder exists and is readable, or set MLXGW_HOME / --db",
-            )
-        return StoreError(f"database error on {self.where}: {exc.orig}")
+        return store_error(self.where, exc.orig)
 
 
 def _version(engine: Engine, conn) -> int:

@@ -7,7 +7,8 @@ insert plus a list append; a background task writes pending responses in batches
 and the most recent written ones), so a chained request finds a response put a millisecond before; only
 older ones are read from the database, in a worker thread. `close()` writes everything pending, so a
 clean shutdown loses nothing. A batch the database refuses is kept and retried (up to `max_pending`);
-a row that cannot be written (a duplicate id) is dropped with a warning and never blocks the others.
+a row that cannot be written (a duplicate id) goes to `responses-dead-letter.jsonl` and never blocks the
+others (mlxgw.store.batches).
 
 `history(id)` walks the previous_response_id chain and gives every turn's input items then output
 items, oldest first. An ancestor that is gone (expired or deleted) ends the walk: the conversation
@@ -16,35 +17,37 @@ starts there. Rows expire `retention` seconds after creation (30 days by default
 retention when it was stored (`expires_at`) and the one in force now, so shortening it takes effect at
 once. `prune()` deletes expired ones and runs from the background task every `prune_every` seconds.
 
-Plain SQLAlchemy Core on the `responses` table: SQLite and PostgreSQL alike. `owner` scopes every lookup
+Plain SQL on the `responses` table through the driver (mlxgw.store.sql): SQLite and PostgreSQL alike. `owner` scopes every lookup
 to the gateway key that stored the response (None: no key, loopback).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
-from sqlalchemy import delete, insert, select
-from sqlalchemy.exc import IntegrityError
-
 from mlxgw.store.batches import BatchWriter
-from mlxgw.store.db import Store
-from mlxgw.store.tables import StoredResponse
 
 log = logging.getLogger("mlxgw.responses")
-TABLE = StoredResponse.__table__
 RETENTION = 30 * 86400.0
+# The columns of the `responses` table (mlxgw.store.tables.StoredResponse); the last three hold JSON.
+COLUMNS = ("id", "created_at", "expires_at", "model", "owner", "previous_response_id", "input_items", "output",
+           "response")
+_SELECT = f"SELECT {', '.join(COLUMNS)} FROM responses WHERE "
 
 
 class ResponseStore(BatchWriter):
     label = "stored responses"
+    table = "responses"
+    columns = COLUMNS
+    dead_letter_file = "responses-dead-letter.jsonl"
+    min_chunk = 4  # a row holds a whole conversation turn: a chunk of a few may already take the budget
 
-    def __init__(self, store: Store, retention: float = RETENTION, interval: float = 0.2, batch: int = 500,
+    def __init__(self, store, retention: float = RETENTION, interval: float = 0.2, batch: int = 500,
                  memory: int = 512, max_pending: int = 20_000, prune_every: float = 3600.0):
-        super().__init__(interval, batch, max_pending)
-        self._store = store
+        super().__init__(store, interval, batch, max_pending)
         self.retention = retention
         self._memory = memory
         self._prune_every = prune_every
@@ -97,21 +100,14 @@ class ResponseStore(BatchWriter):
         except Exception as exc:
             log.warning("stored responses: prune failed: %s", exc)
 
-    def _write(self, rows: list[dict]) -> None:
-        # The engine directly, not Store.session: that turns an IntegrityError into a StoreError, and a
-        # duplicate id must be told apart from a database that is down.
-        engine = self._store.engine
-        try:
-            with engine.begin() as conn:
-                conn.execute(insert(TABLE), rows)
-        except IntegrityError:
-            for row in rows:  # one bad row never blocks the others
-                try:
-                    with engine.begin() as conn:
-                        conn.execute(insert(TABLE), [row])
-                except IntegrityError as exc:
-                    log.warning("stored responses: %s not written: %s", row["id"], exc.orig)
-        self.written += len(rows)
+    def _values(self, row: dict) -> tuple:
+        return (*(row[c] for c in COLUMNS[:6]), *(json.dumps(row[c]) for c in COLUMNS[6:]))
+
+    def _row(self, values) -> dict:
+        row = dict(zip(COLUMNS, values))
+        for c in COLUMNS[6:]:
+            row[c] = self._db.load_json(row[c])
+        return row
 
     # -- reading --
 
@@ -124,25 +120,27 @@ class ResponseStore(BatchWriter):
         return row
 
     def _load(self, ids: list[str]) -> dict[str, dict]:
-        with self._store.session() as s:
-            found = s.execute(select(TABLE).where(TABLE.c.id.in_(ids))).mappings().all()
-        return {r["id"]: dict(r) for r in found}
+        db = self._db
+        found = db.query(_SELECT + f"id IN ({', '.join('?' * len(ids))})", tuple(ids))
+        return {r["id"]: r for r in map(self._row, found)}
 
     def _load_chain(self, start: str, owner: str | None, now: float, limit: int) -> list[dict]:
         """Rows from `start` back along previous_response_id, newest first, in one thread call."""
         out: list[dict] = []
         rid: str | None = start
-        with self._store.session() as s:
+        db = self._db
+        with db.transaction() as cur:
             while rid and len(out) < limit:
-                r = s.execute(select(TABLE).where(TABLE.c.id == rid)).mappings().first()
-                row = self._visible(dict(r) if r else None, owner, now)
+                cur.execute(db.sql(_SELECT + "id = ?"), (rid,))
+                r = cur.fetchone()
+                row = self._visible(self._row(r) if r else None, owner, now)
                 if row is None:
                     break
                 out.append(row)
                 rid = row["previous_response_id"]
         return out
 
-    async def _row(self, response_id: str, owner: str | None) -> dict | None:
+    async def _find(self, response_id: str, owner: str | None) -> dict | None:
         now = time.time()
         if response_id in self._mem:
             return self._visible(self._mem[response_id], owner, now)
@@ -151,7 +149,7 @@ class ResponseStore(BatchWriter):
 
     async def get(self, response_id: str, owner: str | None = None) -> dict | None:
         """The stored Response, or None (unknown, deleted, expired, or another key's)."""
-        row = await self._row(response_id, owner)
+        row = await self._find(response_id, owner)
         return row["response"] if row else None
 
     async def history(self, response_id: str, owner: str | None = None, limit: int = 10_000) -> list[dict] | None:
@@ -192,16 +190,19 @@ class ResponseStore(BatchWriter):
         return had or deleted
 
     def _delete(self, response_id: str, owner: str | None) -> bool:
-        cond = TABLE.c.id == response_id
-        cond &= TABLE.c.owner.is_(None) if owner is None else TABLE.c.owner == owner
-        with self._store.session(write=True) as s:
-            return s.execute(delete(TABLE).where(cond)).rowcount > 0
+        db = self._db
+        with db.transaction(write=True) as cur:
+            if owner is None:
+                cur.execute(db.sql("DELETE FROM responses WHERE id = ? AND owner IS NULL"), (response_id,))
+            else:
+                cur.execute(db.sql("DELETE FROM responses WHERE id = ? AND owner = ?"), (response_id, owner))
+            return cur.rowcount > 0
 
     async def input_items(self, response_id: str, after: str | None = None, limit: int = 20, order: str = "desc",
                           owner: str | None = None) -> dict | None:
         """A ResponseItemList page of the response's own input items (those inherited through
         previous_response_id are not listed); None when the response is not stored."""
-        row = await self._row(response_id, owner)
+        row = await self._find(response_id, owner)
         if row is None:
             return None
         items = list(row["input_items"])
@@ -226,6 +227,7 @@ class ResponseStore(BatchWriter):
             return await asyncio.to_thread(self._prune, now, self.retention)
 
     def _prune(self, now: float, retention: float) -> int:
-        expired = (TABLE.c.expires_at <= now) | (TABLE.c.created_at <= now - retention)
-        with self._store.session(write=True) as s:
-            return s.execute(delete(TABLE).where(expired)).rowcount
+        db = self._db
+        with db.transaction(write=True) as cur:
+            cur.execute(db.sql("DELETE FROM responses WHERE expires_at <= ? OR created_at <= ?"), (now, now - retention))
+            return cur.rowcount

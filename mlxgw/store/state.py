@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlxgw.config.canonical import SETTINGS, route_key
 from mlxgw.config.plan import Plan, checksum
 from mlxgw.fingerprints import fingerprint
 from mlxgw.store import tables
-from mlxgw.store.db import Store, home
+from mlxgw.store.live import current_revision, load_runtime  # noqa: F401  (the server's readers)
 from mlxgw.store.secrets import SecretBox
 
 
@@ -47,23 +47,6 @@ def read_secrets(s: Session, box_factory, decrypt: set[str] | frozenset = frozen
             value = box.decrypt(row.ciphertext, f"the key of provider '{row.provider}'")
         out[row.provider] = (row.env_ref, value)
     return out
-
-
-def current_revision(store: Store) -> int:
-    with store.session() as s:
-        return s.scalar(select(func.max(tables.Revision.id))) or 0
-
-
-def load_runtime(store: Store, box: SecretBox | None = None) -> tuple[int, dict, dict]:
-    """(revision, canonical config, {provider: api key in clear}) read in one transaction."""
-    with store.session() as s:
-        revision = s.scalar(select(func.max(tables.Revision.id))) or 0
-        config = read_config(s)
-        rows = list(s.scalars(select(tables.Secret)))
-        if rows and box is None:
-            box = SecretBox.load(home(), create=False)
-        keys = {r.provider: box.decrypt(r.ciphertext, f"the key of provider '{r.provider}'") for r in rows}
-    return revision, config, keys
 
 
 def write_plan(s: Session, plan: Plan, source: str, box: SecretBox | None) -> int:

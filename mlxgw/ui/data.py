@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 import time
 
-from sqlalchemy import select
-
 from mlxgw.config import durations
 from mlxgw.routing.snapshot import Snapshot
 from mlxgw.fingerprints import fingerprint
@@ -35,6 +33,8 @@ def _timeouts(t) -> dict:
 
 def fingerprints_from_store(store) -> dict[str, dict]:
     """provider -> {"key": fingerprint, "source": env var name or "set-key"}, from the secrets table."""
+    from sqlalchemy import select
+
     from mlxgw.store import tables
 
     with store.session() as s:
@@ -127,13 +127,9 @@ def _window(rows: list[tuple]) -> dict:
 def audit_figures(store, now: float | None = None) -> dict:
     """Per route (and in total) over the last hour and the last day, plus 24 hourly buckets (oldest
     first) of requests and errors for the chart. One query over the last day's rows."""
-    from mlxgw.store.tables import RequestLog
-
     now = time.time() if now is None else now
-    q = (select(RequestLog.ts, RequestLog.route, RequestLog.status, RequestLog.error, RequestLog.failovers,
-                RequestLog.duration_ms).where(RequestLog.ts >= now - DAY))
-    with store.session() as s:
-        rows = [tuple(r) for r in s.execute(q)]
+    rows = store.db.query("SELECT ts, route, status, error, failovers, duration_ms FROM requests WHERE ts >= ?",
+                          (now - DAY,))
     return figures_from_rows(rows, now)
 
 
