@@ -124,11 +124,12 @@ class Upstream:
                 resp = await self._open(url, body, t, headers)
                 # A non-streamed answer's first token is its body: the first_token deadline runs until
                 # the body starts; the rest of it must keep flowing (idle).
-                first = await resp.content.readany()
-                phase = "idle"
-                deadline = min(loop.time() + t.idle, end)
-                scope.reschedule(deadline)
-                raw = first + await resp.content.read() if first else first
+                raw = await resp.content.readany()
+                if raw and not resp.content.at_eof():  # more to come (a small body is whole already)
+                    phase = "idle"
+                    deadline = min(loop.time() + t.idle, end)
+                    scope.reschedule(deadline)
+                    raw += await resp.content.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._error(exc, resp is not None, t, phase, deadline, end) from None
         finally:
