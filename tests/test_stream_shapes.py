@@ -107,30 +107,27 @@ def run(relay, raw: bytes, size: int, learn: bool, monkeypatch) -> tuple[bytes, 
         return out + (b"" if relay.finished else relay.end()), len(rendered)
 
 
+RELAYS = {  # relay factory, how to read its client events, what it reports beyond them
+    "openai": (openai_relay, events, lambda r: (r.finish_seen, r.error, r.tokens())),
+    "anthropic": (anthropic_relay, anthropic_events, lambda r: (r.error, r.tokens())),
+}
+
+
+@pytest.mark.parametrize("relay", RELAYS)
 @pytest.mark.parametrize("name", [*UPSTREAMS, "recorded-0", "recorded-1"])
 @pytest.mark.parametrize("size", [1, 37, 1 << 20])
-def test_openai_relay_fast_path_gives_what_the_long_way_gives(name, size, monkeypatch):
+def test_relay_fast_path_gives_what_the_long_way_gives(relay, name, size, monkeypatch):
+    make, read, report = RELAYS[relay]
     raw = UPSTREAMS[name] if name in UPSTREAMS else recorded_streams()[int(name[-1])]
-    fast, slow = openai_relay(), openai_relay()
+    fast, slow = make(), make()
     (got, rendered), (want, _) = run(fast, raw, size, True, monkeypatch), run(slow, raw, size, False, monkeypatch)
     assert rendered >= 3, "the fast path was not taken"
-    assert events(got) == events(want)
-    assert (fast.finish_seen, fast.error, fast.tokens()) == (slow.finish_seen, slow.error, slow.tokens())
+    assert read(got) == read(want)
+    assert report(fast) == report(slow)
 
 
 def test_recorded_streams_are_both_engines():
     assert len(recorded_streams()) == 2
-
-
-@pytest.mark.parametrize("name", [*UPSTREAMS, "recorded-0", "recorded-1"])
-@pytest.mark.parametrize("size", [1, 37, 1 << 20])
-def test_anthropic_relay_fast_path_gives_what_the_long_way_gives(name, size, monkeypatch):
-    raw = UPSTREAMS[name] if name in UPSTREAMS else recorded_streams()[int(name[-1])]
-    fast, slow = anthropic_relay(), anthropic_relay()
-    (got, rendered), (want, _) = run(fast, raw, size, True, monkeypatch), run(slow, raw, size, False, monkeypatch)
-    assert rendered >= 3, "the fast path was not taken"
-    assert anthropic_events(got) == anthropic_events(want)
-    assert (fast.error, fast.tokens()) == (slow.error, slow.tokens())
 
 
 def test_anthropic_relay_text_after_a_tool_call_opens_a_new_block(monkeypatch):
