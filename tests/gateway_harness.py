@@ -137,12 +137,13 @@ def answers_health(origin: str) -> bool:
 
 
 def refuses(origin: str) -> bool:
-    """True once nothing listens at `origin` any more (a gateway shutting down closed its socket)."""
+    """True once `origin` turns new clients away: nothing listens any more (a gateway shutting down
+    closed its socket), or a connection the kernel accepted just before that is closed unanswered."""
     import httpx
 
     try:
         httpx.get(origin + "/health", timeout=2)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.RemoteProtocolError):
         return True
     return False
 
