@@ -462,7 +462,7 @@ class ContentShape:
     the client got for it, learnt from one event that went the long way (parsed, normalised or
     translated). A stream's later plain deltas are the same bytes around other text (one server, one
     stream: same id, model, key order), so `text(data)` recognises one by its two ends and a check that
-    the middle is one JSON string body, without parsing the event, and `render(middle)` gives the
+    the middle is one JSON string body, without parsing the event, and `convert(data, out)` gives the
     client's bytes for it: the learnt output with the new text spliced in. The long way is a pure
     function of everything but the text here; a translator whose state moves on (a new block) calls
     `forget()`. Anything unlike the learnt event (the role chunk, tool calls, the finish) does not match
@@ -501,29 +501,25 @@ class ContentShape:
                     return
 
     def text(self, data: bytes) -> bytes | None:
-        """The raw JSON string body of `data`'s text when `data` has the learnt shape, else None."""
+        """The raw JSON string body of `data`'s text when `data` has the learnt shape, else None. Plain
+        ASCII text is checked with two C scans, only other text with the JSON-string grammar."""
         head = self.head
         if head is None or len(data) <= self.size or not data.startswith(head) or not data.endswith(self.tail):
             return None
-        end = len(data) - len(self.tail)
-        return data[len(head):end] if _STRING_BODY.fullmatch(data, len(head), end) else None
-
-    def convert(self, data: bytes, out: list) -> bool:
-        """Append `render(text(data))` to `out` (its three pieces, joined later with the rest); False
-        when `data` does not have the learnt shape. One call per event on the hot path: plain ASCII text
-        is checked with two C scans, only other text with the grammar."""
-        head = self.head
-        if head is None or len(data) <= self.size or not data.startswith(head) or not data.endswith(self.tail):
-            return False
         middle = data[len(head):len(data) - len(self.tail)]
         if not middle.isascii() or len(middle.translate(None, _NOT_PLAIN)) != len(middle):
             if _STRING_BODY.fullmatch(middle) is None:
-                return False
+                return None
+        return middle
+
+    def convert(self, data: bytes, out: list) -> bool:
+        """Append the client bytes for `data` to `out` (the learnt output's three pieces around its text,
+        joined later with the rest); False when `data` does not have the learnt shape."""
+        middle = self.text(data)
+        if middle is None:
+            return False
         out += (self.out_head, middle, self.out_tail)
         return True
-
-    def render(self, middle: bytes) -> bytes:
-        return self.out_head + middle + self.out_tail
 
     @staticmethod
     def decode(middle: bytes) -> str:
