@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from mlxgw.audit import queries
 from mlxgw.audit.writer import AuditWriter
+from mlxgw.store.batches import MAX_ROWS, blocks
 from mlxgw.store.db import Store
 
 pytestmark = pytest.mark.both_stores  # SQLite and PostgreSQL (tests/conftest.py)
@@ -43,6 +44,31 @@ async def test_rows_are_written_in_batches_and_drained_on_stop(store):
     await w.stop()  # nothing may be lost on a clean stop
     assert w.written == 1250
     assert len(queries.tail(store, 5000)) == 1250
+
+
+def test_statement_sizes_add_up_to_the_rows_in_few_statements():
+    assert blocks(0) == [] and blocks(1) == [1] and blocks(37) == [32, 4, 1]
+    assert blocks(600) == [MAX_ROWS, MAX_ROWS, 64, 16, 8] and MAX_ROWS == 256
+    for n in range(2000):
+        sizes = blocks(n)
+        assert sum(sizes) == n and len(sizes) <= n // MAX_ROWS + MAX_ROWS.bit_length() - 1
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
+async def test_many_rows_go_in_few_insert_statements(store):
+    """The driver lets go of the GIL once per statement (mlxgw.store.batches): 300 rows must not be 300
+    statements."""
+    w = AuditWriter(store, interval=60, batch=1000)
+    w.budget = 1.0  # one chunk for the whole flush
+    w.record(row(0))
+    await w.flush()  # opens the writer's own connection
+    inserts: list[str] = []
+    w._conn.set_trace_callback(lambda sql: inserts.append(sql) if sql.startswith("INSERT") else None)
+    for i in range(1, 301):
+        w.record(row(i))
+    await w.flush()
+    assert len(inserts) == len(blocks(300)) == 4 and w.written == 301
+    assert len(queries.tail(store, 1000)) == 301
 
 
 async def test_record_never_blocks_even_when_the_database_fails(store, tmp_path):

@@ -6,13 +6,15 @@ slow disk never stalls the event loop. `stop()` drains everything, so a clean sh
 `mlxgw serve` included) loses no row. One database write at a time (`_lock`), so a subclass can order its
 own writes (deletes) after a batch.
 
-The writes are one prepared INSERT run with the driver's `executemany` on a connection of the writer's
-own (mlxgw.store.sql), a chunk of rows per call and per transaction, each call its own trip to a worker
-thread. While a call runs, the event loop can hardly get the GIL back: the driver lets go of it for each
-row's step, but only for microseconds, and takes it again before the loop's thread wakes (then the loop
-waits for the interpreter's 5 ms switch interval). So a chunk holds as many rows as take about
-`budget` (1 ms) of the thread's CPU, from the cost per row measured on the writes so far (bench/audit_gil.py
-measures it), and the loop runs between chunks.
+The writes are multi-row INSERTs (`INSERT ... VALUES (...), (...), ...`) on a connection of the
+writer's own (mlxgw.store.sql), a chunk of rows per transaction, each chunk its own trip to a worker
+thread. Many rows per statement, not `executemany`: the driver lets go of the GIL for each statement's
+step and must take it back after, and on a busy single core every take-back is a forced switch away from
+the event loop (after the interpreter's 5 ms switch interval) and two context switches. Per row, that
+cost the writer thread about 45 us of CPU under load; per statement of up to `MAX_ROWS` rows it is paid
+once (about 10 us a row all told). Statements come in power-of-two sizes, so a handful are prepared and
+cached. A chunk holds as many rows as take about `budget` (1 ms) of the thread's CPU with the GIL held
+(binding the values), from the cost per row measured on the writes so far (bench/audit_gil.py measures it).
 
 When the database refuses a chunk:
 - because of the database (locked, read-only, gone: the driver's OperationalError), the rows are kept and
@@ -35,6 +37,7 @@ import json
 import logging
 import os
 import time
+from itertools import chain
 from pathlib import Path
 
 from mlxgw.errors import StoreError
@@ -42,6 +45,21 @@ from mlxgw.store.sql import home
 from mlxgw.text import clip
 
 log = logging.getLogger("mlxgw.store")
+
+MAX_ROWS = 256  # rows per INSERT statement at most (a power of two; 256 x 20 columns is far below the
+# drivers' limits on bound values: SQLite's 32,766, PostgreSQL's 65,535)
+
+
+def blocks(n: int) -> list[int]:
+    """The statement sizes that write `n` rows: MAX_ROWS while it fits, then the binary digits of the
+    rest (37 rows: 32, 4, 1)."""
+    sizes = [MAX_ROWS] * (n // MAX_ROWS)
+    rest = n % MAX_ROWS
+    while rest:
+        top = 1 << (rest.bit_length() - 1)
+        sizes.append(top)
+        rest -= top
+    return sizes
 
 
 class BatchWriter(abc.ABC):
@@ -66,8 +84,7 @@ class BatchWriter(abc.ABC):
         self._stopping = False
         self._conn = None  # the writer's own connection, opened on first write
         self._row_cost = 1e-5  # seconds of thread CPU per row written: a running mean of the writes so far
-        self._insert_sql = self._db.sql(f"INSERT INTO {self.table} ({', '.join(self.columns)}) "
-                                        f"VALUES ({', '.join('?' * len(self.columns))})")
+        self._statements: dict[int, str] = {}  # rows -> the INSERT of that many rows
         self.written = 0
         self.dead = 0  # rows the database refused on their own: logged and kept in the dead-letter file
 
@@ -187,10 +204,21 @@ class BatchWriter(abc.ABC):
         cpu = time.thread_time()
         values = [self._values(row) for row in rows]
         with self._db.transaction(conn=self._conn, raw=True) as cur:
-            cur.executemany(self._insert_sql, values)
+            start = 0
+            for n in blocks(len(values)):
+                cur.execute(self._statement(n), list(chain.from_iterable(values[start:start + n])))
+                start += n
         # CPU, not wall time: a commit waiting on the disk lets go of the GIL.
         self._row_cost = 0.7 * self._row_cost + 0.3 * max((time.thread_time() - cpu) / len(rows), 1e-7)
         self.written += len(rows)
+
+    def _statement(self, rows: int) -> str:
+        sql = self._statements.get(rows)
+        if sql is None:
+            one = f"({', '.join('?' * len(self.columns))})"
+            sql = self._statements[rows] = self._db.sql(
+                f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES {', '.join([one] * rows)}")
+        return sql
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
