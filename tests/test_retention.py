@@ -122,16 +122,33 @@ def test_stats_in_sql_match_a_plain_computation(home):
 
 
 @pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
-def test_migration_5_adds_the_audit_indexes_to_a_version_4_store(home, store_kind):
+@pytest.mark.parametrize("version", [4, 5])
+def test_migrations_leave_only_the_append_only_audit_index(home, store_kind, version):
+    """A version 4 store gets (ts, id) from migration 5; a version 5 store loses the duration indexes
+    (and the plain ts index) to migration 6, keeping its rows."""
     Store().engine.dispose()
     path = home / "mlxgw.db"
-    names = [ix.name for ix in tables.AUDIT_INDEXES]
-    with sqlite3.connect(path) as db:  # back to what version 4 had
-        for name in names:
+    kept = [ix.name for ix in tables.AUDIT_INDEXES]
+    assert kept == ["ix_requests_ts_id"]
+    with sqlite3.connect(path) as db:  # back to what that version had
+        db.execute("insert into requests (id, ts, client_api, status, duration_ms, attempts, stream, failovers) "
+                   "values ('req_1', 1.0, 'openai', 200, 3.5, 1, 0, 0)")
+        for name in kept:
             db.execute(f"drop index {name}")
-        db.execute("update meta set value = '4' where key = 'schema_version'")
+        if version == 5:
+            db.execute("create index ix_requests_ts on requests (ts)")
+            db.execute("create index ix_requests_ts_id on requests (ts, id)")
+            db.execute("create index ix_requests_duration on requests (duration_ms, ts)")
+            for col in ("route", "provider", "client_api"):
+                short = "client" if col == "client_api" else col
+                db.execute(f"create index ix_requests_{short}_duration on requests ({col}, duration_ms, ts)")
+        db.execute(f"update meta set value = '{version}' where key = 'schema_version'")
     Store().engine.dispose()
     with sqlite3.connect(path) as db:
-        have = {r[0] for r in db.execute("select name from sqlite_master where type = 'index'")}
-        version = db.execute("select value from meta where key = 'schema_version'").fetchone()[0]
-    assert set(names) <= have and version == str(SCHEMA_VERSION) == "5"
+        have = {r[0] for r in db.execute("select name from sqlite_master where type = 'index' "
+                                         "and tbl_name = 'requests' and name not like 'sqlite_%'")}
+        version_now = db.execute("select value from meta where key = 'schema_version'").fetchone()[0]
+        rows = db.execute("select id from requests").fetchall()
+    assert have == {"ix_requests_ts_id"}
+    assert version_now == str(SCHEMA_VERSION) == "6"
+    assert rows == [("req_1",)]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import select
 
 from mlxgw.store.db import Store
 from mlxgw.store.tables import RequestLog
@@ -50,28 +51,22 @@ def _nearest_rank(n: int, q: float) -> int:
     return max(0, min(n - 1, math.ceil(q * n) - 1))
 
 
-SMALL_WINDOW = 50_000  # rows: below this a `--since` window is read through the ts index and sorted
+def _pick(durations: list[float]) -> dict:
+    """p50 and p95 (nearest rank) of a group's durations, sorted here."""
+    if not durations:
+        return {"p50_ms": None, "p95_ms": None}
+    durations.sort()
+    n = len(durations)
+    return {"p50_ms": durations[_nearest_rank(n, 0.50)], "p95_ms": durations[_nearest_rank(n, 0.95)]}
 
 
-def _percentile(s, where: list, n: int, q: float, small: bool = False) -> float | None:
-    """The nearest-rank percentile of duration_ms among the `n` rows `where` selects, read off the
-    (group, duration) index from whichever end is nearer: no row is loaded but the one. `small`: a short
-    time window, cheaper to find through the ts index and sort (`+ 0` keeps the planner off the duration
-    indexes, which it would otherwise walk end to end)."""
-    if n == 0:
-        return None
-    k = _nearest_rank(n, q)
-    duration = RequestLog.duration_ms + 0 if small else RequestLog.duration_ms
-    q_ = select(RequestLog.duration_ms).where(*where)
-    if k < n / 2:
-        q_ = q_.order_by(duration).offset(k)
-    else:
-        q_ = q_.order_by(duration.desc()).offset(n - 1 - k)
-    return s.scalar(q_.limit(1))
-
-
-_ERROR = case((or_(RequestLog.status >= 400, RequestLog.error.is_not(None)), 1), else_=0)
-_FAILED_OVER = case((RequestLog.failovers > 0, 1), else_=0)
+# Sums per (route, provider, client API) in one GROUP BY scan; the totals and the per-dimension figures
+# are added up from its rows. A failover counts once per request, however many targets it moved past.
+_SUMS = ("SELECT route, provider, client_api, count(*), "
+         "sum(CASE WHEN status >= 400 OR error IS NOT NULL THEN 1 ELSE 0 END), "
+         "sum(input_tokens), sum(output_tokens), sum(CASE WHEN failovers > 0 THEN 1 ELSE 0 END) "
+         "FROM requests{where} GROUP BY route, provider, client_api")
+_DURATIONS = "SELECT route, provider, client_api, duration_ms FROM requests{where}"
 
 
 def _add(into: dict, r) -> None:
@@ -82,45 +77,37 @@ def _add(into: dict, r) -> None:
 def stats(store: Store, since: float | None = None) -> dict:
     """Totals, then the same figures per route, per provider and per client API (openai, anthropic,
     responses). `failovers` counts the requests that moved on from their route's first target to a later
-    one. Sums come from one GROUP BY scan; each percentile is one indexed lookup (migration 4), instead of
-    loading every row into Python."""
-    window = [RequestLog.ts >= since] if since is not None else []
-    # `|| ''` keeps the planner off the (route, ...) indexes: reading the table through one costs a random
-    # lookup per row, where this scan wants to read it straight through.
-    route, provider = (RequestLog.route + "").label("route"), (RequestLog.provider + "").label("provider")
-    client = (RequestLog.client_api + "").label("client_api")
-    q = (select(route, provider, client, func.count(), func.sum(_ERROR), func.sum(RequestLog.input_tokens),
-                func.sum(RequestLog.output_tokens), func.sum(_FAILED_OVER))
-         .where(*window).group_by(route, provider, client))
+    one. One transaction, two scans through the driver: the sums (GROUP BY), then every duration, sorted
+    here per group for the percentiles. The audit table has no index on duration_ms: each would cost
+    every audited request a random-leaf insert (mlxgw.store.tables)."""
+    where, params = (" WHERE ts >= ?", (since,)) if since is not None else ("", ())
+    db = store.db
     total: dict = {}
-    by_route: dict = {}
-    by_provider: dict = {}
-    by_client: dict = {}
-    with store.session() as s:
-        for r in s.execute(q):
+    sums: tuple[dict, dict, dict] = ({}, {}, {})  # route, provider, client API -> key -> sums
+    durations: list = []
+    by = (defaultdict(list), defaultdict(list), defaultdict(list))  # the same -> key -> durations
+    with db.transaction() as cur:
+        cur.execute(db.sql(_SUMS.format(where=where)), params)
+        for r in cur.fetchall():
             _add(total, r)
-            _add(by_route.setdefault(r[0], {}), r)
-            _add(by_provider.setdefault(r[1], {}), r)
-            _add(by_client.setdefault(r[2], {}), r)
+            for i, groups in enumerate(sums):
+                _add(groups.setdefault(r[i], {}), r)
+        cur.execute(db.sql(_DURATIONS.format(where=where)), params)
+        add, routes, providers, clients = durations.append, *by
+        while batch := cur.fetchmany(10_000):
+            for route, provider, client, ms in batch:
+                add(ms)
+                routes[route].append(ms)
+                providers[provider].append(ms)
+                clients[client].append(ms)
 
-        small = since is not None and total.get("requests", 0) <= SMALL_WINDOW
+    def summary(s: dict, d: list) -> dict:
+        return {"requests": s.get("requests", 0), "errors": s.get("errors", 0), **_pick(d),
+                "input_tokens": s.get("input_tokens", 0), "output_tokens": s.get("output_tokens", 0),
+                "failovers": s.get("failovers", 0)}
 
-        small = since is not None and total.get("requests", 0) <= SMALL_WINDOW
+    def group(s: dict, d: dict) -> dict:
+        return dict(sorted((key or "(none)", summary(v, d.get(key, []))) for key, v in s.items()))
 
-        def summary(sums: dict, where: list) -> dict:
-            n = sums.get("requests", 0)
-            return {"requests": n, "errors": sums.get("errors", 0),
-                    "p50_ms": _percentile(s, where, n, 0.50, small), "p95_ms": _percentile(s, where, n, 0.95, small),
-                    "input_tokens": sums.get("input_tokens", 0), "output_tokens": sums.get("output_tokens", 0),
-                    "failovers": sums.get("failovers", 0)}
-
-        def group(col, sums: dict) -> dict:
-            out = {}
-            for key, v in sums.items():
-                col_ = col + "" if small else col  # small window: the ts index, not the group's
-                out[key or "(none)"] = summary(v, [*window, col_.is_(None) if key is None else col_ == key])
-            return dict(sorted(out.items()))
-
-        return {"total": summary(total, window), "routes": group(RequestLog.route, by_route),
-                "providers": group(RequestLog.provider, by_provider),
-                "client_apis": group(RequestLog.client_api, by_client)}
+    return {"total": summary(total, durations), "routes": group(sums[0], by[0]),
+            "providers": group(sums[1], by[1]), "client_apis": group(sums[2], by[2])}

@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlxgw.errors import SchemaVersionError, StoreError, StoreLockedError, StoreReadOnlyError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # PostgreSQL: writers take this transaction-scoped advisory lock first, the counterpart of SQLite's
 # BEGIN IMMEDIATE. Two `mlxgw apply` on two machines then run one after the other, and the second sees
 # that the store moved since its plan ("the store changed ... run the command again") instead of both
