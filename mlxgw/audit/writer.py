@@ -34,6 +34,7 @@ COLUMNS = ("id", "ts", "client_api", "backend_api", "requested_model", "route", 
            "attempts", "stream", "status", "duration_ms", "ttfb_ms", "input_tokens", "output_tokens",
            "cached_tokens", "error", "attempts_detail", "failovers", "path")
 _DEFAULTS = {**dict.fromkeys(COLUMNS), "attempts": 1, "stream": False, "failovers": 0}
+_LIMITS = tuple(LIMITS.items())
 # The VARCHAR sizes PostgreSQL enforces (a model name may be 256 characters, its column keeps 200).
 _SIZES = (("requested_model", 200), ("backend_model", 200))
 _JSON = COLUMNS.index("attempts_detail")
@@ -45,16 +46,25 @@ def storable_row(row: dict) -> dict:
     limit; the texts inside `attempts_detail` too."""
     # One INSERT takes rows with one set of columns: a column a row leaves out gets its default.
     out = {**_DEFAULTS, **row}
-    for key, limit in LIMITS.items():
-        value = out.get(key)
-        if isinstance(value, str):
+    for key, limit in _LIMITS:
+        value = out[key]
+        if isinstance(value, str) and not _fine(value, limit):
             out[key] = clip(storable(value), limit)
-    detail = out.get("attempts_detail")
-    if isinstance(detail, list):
+    detail = out["attempts_detail"]
+    if isinstance(detail, list) and not all(_fine_attempt(a) for a in detail):
         out["attempts_detail"] = [
             {k: clip(storable(v), MAX_ERROR_TEXT) if isinstance(v, str) else v for k, v in a.items()}
             if isinstance(a, dict) else a for a in detail]
     return out
+
+
+def _fine(text: str, limit: int) -> bool:
+    """Storable as it is (the common case, checked in C: no call into text.py's regex)."""
+    return len(text) <= limit and text.isascii() and "\x00" not in text
+
+
+def _fine_attempt(a) -> bool:
+    return isinstance(a, dict) and all(_fine(v, MAX_ERROR_TEXT) for v in a.values() if isinstance(v, str))
 
 
 class AuditWriter(BatchWriter):
