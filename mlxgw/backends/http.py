@@ -17,6 +17,7 @@ from mlxgw.backends.base import (
     ChatResult, Timeouts, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError,
     UpstreamStream, UpstreamTimeout,
 )  # fmt: skip
+from mlxgw.backends.deadline import deadline_at
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 
 
@@ -67,8 +68,9 @@ class Upstream:
     """One HTTP upstream of one provider: JSON POSTs with the provider's deadlines, and the one place
     where aiohttp's failures become UpstreamErrors (see base.py).
 
-    Timeouts are enforced with asyncio deadlines around each read, never around a `yield`, so a slow
-    client never trips a backend timeout and a timeout never cancels the caller's own code.
+    Timeouts are enforced with deadlines around each read (`deadline_at`: asyncio.timeout_at's semantics
+    without a timer per read), never around a `yield`, so a slow client never trips a backend timeout and
+    a timeout never cancels the caller's own code.
     `json_as_stream(raw)` turns a JSON answer to a stream request (a server that ignored `stream: true`)
     into the stream's bytes, or raises UpstreamProtocolError.
     """
@@ -120,7 +122,7 @@ class Upstream:
         phase = "first_token"
         resp = None
         try:
-            async with asyncio.timeout_at(deadline) as scope:
+            async with deadline_at(deadline) as scope:
                 resp = await self._open(url, body, t, headers)
                 # A non-streamed answer's first token is its body: the first_token deadline runs until
                 # the body starts; the rest of it must keep flowing (idle).
@@ -160,7 +162,7 @@ class Upstream:
         done = False
         try:
             try:
-                async with asyncio.timeout_at(deadline):
+                async with deadline_at(deadline):
                     resp = await self._open(url, body, t, headers)
                     sink.request_id = _request_id(resp.headers)
                     if resp.status >= 400:
@@ -178,7 +180,7 @@ class Upstream:
                 yield chunk
                 deadline = min(loop.time() + t.idle, end)
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with deadline_at(deadline):
                         chunk = await resp.content.readany()
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     raise self._error(exc, True, t, phase, deadline, end) from None
