@@ -2,9 +2,8 @@
 
 `record()` makes the row storable (client-controlled texts cleaned and cut, missing columns filled: see
 `storable_row`) and appends it to a list: the request never waits for the database. The pending rows go
-to the `requests` table by mlxgw.store.batches: one prepared INSERT through the driver's executemany on a
-connection of the writer's own, in chunks sized so the event loop never waits on it for more than about a
-millisecond, drained on `stop()` (a clean shutdown loses no row). A chunk the database refuses is retried
+to the `requests` table by mlxgw.store.batches: multi-row INSERTs on a connection of the writer's own, in
+chunks sized so the event loop never waits on it for more than about a millisecond, drained on `stop()` (a clean shutdown loses no row). A chunk the database refuses is retried
 (the database's fault) or split until the bad rows are alone, which go to the dead-letter file
 (`audit-dead-letter.jsonl` in MLXGW_HOME, mode 0600), counted in `dead`.
 
