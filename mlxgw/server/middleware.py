@@ -48,11 +48,19 @@ class RequestContext:
         if not access.host_ok(host):
             raise forbidden(host_refusal(host), "host_not_allowed")
         origin = req.get_header("origin")
-        if not access.origin_ok(origin, host):
-            raise forbidden(origin_refusal(origin), "origin_not_allowed")
-        if origin is not None and req.method == "OPTIONS" and req.get_header("access-control-request-method"):
-            self._preflight(req, resp, origin)
-            return
+        if origin is not None:
+            if not access.origin_ok(origin, host):
+                raise forbidden(origin_refusal(origin), "origin_not_allowed")
+            if not access.same_origin(origin.lower(), host):
+                # An allowed cross-origin caller may read the answer, an error included: set here, before
+                # the responder or an error handler runs (they keep headers already set), so the request
+                # needs no response-phase middleware.
+                resp.set_header("access-control-allow-origin", origin)
+                resp.set_header("access-control-expose-headers", EXPOSE_HEADERS)
+                resp.set_header("vary", "Origin")
+            if req.method == "OPTIONS" and req.get_header("access-control-request-method"):
+                self._preflight(req, resp, origin)
+                return
         if self.gw.keys_required and req.path not in OPEN_PATHS:
             token = presented_token(req.get_header("authorization"), req.get_header("x-api-key"))
             if token is None:
@@ -76,11 +84,3 @@ class RequestContext:
         resp.set_header("access-control-max-age", "600")
         resp.set_header("vary", "Origin")
         resp.complete = True
-
-    async def process_response(self, req, resp, resource, req_succeeded) -> None:
-        origin = req.get_header("origin")
-        if origin is not None and not self.gw.access.same_origin(origin.lower(), req.get_header("host")) \
-                and self.gw.access.origin_ok(origin, req.get_header("host")):
-            resp.set_header("access-control-allow-origin", origin)
-            resp.set_header("access-control-expose-headers", EXPOSE_HEADERS)
-            resp.set_header("vary", "Origin")

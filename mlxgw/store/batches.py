@@ -68,7 +68,10 @@ class BatchWriter(abc.ABC):
     columns: tuple[str, ...] = ()  # its columns, in the order `_values` gives them
     dead_letter_file = "dead-letter.jsonl"  # where refused rows are kept, in MLXGW_HOME
     budget = 0.001  # seconds of the worker thread's CPU per database call (one chunk)
-    min_chunk = 32  # ...but never fewer rows (a transaction's own cost must not throttle the writes)
+    # ...but never fewer rows: a transaction's own cost must not throttle the writes, and a statement of
+    # MAX_ROWS small rows costs about 7 us a row against 12 for 32 (the GIL is held only to build and bind
+    # the values, well under the budget for audit rows).
+    min_chunk = MAX_ROWS
 
     def __init__(self, store, interval: float = 0.2, batch: int = 1000, max_pending: int = 100_000,
                  dead_letter: Path | None = None):
