@@ -10,12 +10,17 @@ Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (non-streaming
 of role / N content chunks (--chunks, default 20) / finish / usage chunk / [DONE] when the body has
 "stream": true). Bodies are conformant with OpenAI's schema (same shapes as tests/upstream.py's
 defaults), and all of them are rendered once at start-up, so answering costs one write.
+
+`--trickle-ms MS` sends a stream as a real model does instead: one event per write, MS milliseconds apart,
+so the gateway reads (and relays) each event on its own. Throughput is then bounded by the delays, not the
+gateway; compare CPU per request (bench/run.py reports it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import re
 import sys
@@ -24,6 +29,7 @@ import time
 CREATED = int(time.time())
 
 DEFAULT_CHUNKS = 20  # issue 15's setup: a stream of 20 content chunks
+TRICKLE = 0.0  # seconds between a stream's events (--trickle-ms); 0: a whole answer in one write
 
 
 def _usage(tokens: int) -> dict:
@@ -49,11 +55,13 @@ def _chunk(delta: dict, finish: str | None = None, usage: dict | None = None) ->
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
-def _chunked(parts: list[bytes]) -> bytes:
-    out = b""
-    for p in parts:
-        out += b"%x\r\n%s\r\n" % (len(p), p)
-    return out + b"0\r\n\r\n"
+def _stream(events: list[bytes]) -> list[bytes]:
+    """An SSE answer as pieces: the head with the first event's HTTP chunk, one chunk per event, the
+    chunked terminator with the last."""
+    parts = [b"%x\r\n%s\r\n" % (len(p), p) for p in events]
+    parts[0] = _SSE_HEAD + parts[0]
+    parts[-1] += b"0\r\n\r\n"
+    return parts
 
 
 def _response(status: str, ctype: bytes, body: bytes) -> bytes:
@@ -69,16 +77,16 @@ RESP_404 = _response("404 Not Found", b"application/json",
                      b'{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}')
 
 
-def render(chunks: int = DEFAULT_CHUNKS) -> tuple[bytes, bytes, bytes]:
-    """(JSON answer, stream, stream with a usage chunk) as whole HTTP responses; the JSON answer's
-    content is the stream's content joined, and one chunk counts as one token."""
+def render(chunks: int = DEFAULT_CHUNKS) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """(JSON answer, stream, stream with a usage chunk) as whole HTTP responses in pieces (one piece for
+    the JSON answer, one per event for a stream); the JSON answer's content is the stream's content
+    joined, and one chunk counts as one token."""
     pieces = [f"word{i} " for i in range(chunks)]
     events = [_chunk({"role": "assistant", "content": ""}), *(_chunk({"content": p}) for p in pieces),
               _chunk({}, "stop")]
     done = b"data: [DONE]\n\n"
-    return (_response("200 OK", b"application/json", _completion("".join(pieces), chunks)),
-            _SSE_HEAD + _chunked(events + [done]),
-            _SSE_HEAD + _chunked(events + [_chunk({}, usage=_usage(chunks)), done]))
+    return ([_response("200 OK", b"application/json", _completion("".join(pieces), chunks))],
+            _stream(events + [done]), _stream(events + [_chunk({}, usage=_usage(chunks)), done]))
 
 
 RESP_CHAT, RESP_STREAM, RESP_STREAM_USAGE = render()
@@ -89,15 +97,17 @@ _USAGE = re.compile(rb'"include_usage"\s*:\s*true')
 
 
 class Http(asyncio.Protocol):
-    __slots__ = ("transport", "buf")
+    __slots__ = ("transport", "buf", "queue", "dripping")
 
     def connection_made(self, transport):  # type: ignore[override]
         self.transport = transport
         self.buf = b""
+        self.queue: collections.deque = collections.deque()  # pieces still to send (--trickle-ms)
+        self.dripping = False
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data
-        out = []
+        out: list[bytes] = []
         while True:
             end = buf.find(b"\r\n\r\n")
             if end < 0:
@@ -112,9 +122,9 @@ class Http(asyncio.Protocol):
             buf = buf[total:]
             if head.startswith(b"POST /v1/chat/completions"):
                 if _STREAM.search(body):
-                    out.append(RESP_STREAM_USAGE if _USAGE.search(body) else RESP_STREAM)
+                    out += RESP_STREAM_USAGE if _USAGE.search(body) else RESP_STREAM
                 else:
-                    out.append(RESP_CHAT)
+                    out += RESP_CHAT
             elif head.startswith(b"GET /health"):
                 out.append(RESP_HEALTH)
             elif head.startswith(b"GET /v1/models"):
@@ -122,8 +132,24 @@ class Http(asyncio.Protocol):
             else:
                 out.append(RESP_404)
         self.buf = buf
-        if out:
+        if not out:
+            return
+        if not TRICKLE:
             self.transport.write(b"".join(out))
+            return
+        self.queue.extend(out)
+        if not self.dripping:
+            self.dripping = True
+            self._drip()
+
+    def _drip(self) -> None:
+        if self.transport.is_closing():
+            self.queue.clear()
+        if not self.queue:
+            self.dripping = False
+            return
+        self.transport.write(self.queue.popleft())
+        asyncio.get_running_loop().call_later(TRICKLE, self._drip)
 
 
 async def serve(host: str, port: int) -> None:
@@ -139,9 +165,12 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--chunks", type=int, default=DEFAULT_CHUNKS, help="content chunks per stream (default 20)")
+    ap.add_argument("--trickle-ms", type=float, default=0.0,
+                    help="send a stream one event per write, this many ms apart (default 0: one write)")
     args = ap.parse_args()
-    global RESP_CHAT, RESP_STREAM, RESP_STREAM_USAGE
+    global RESP_CHAT, RESP_STREAM, RESP_STREAM_USAGE, TRICKLE
     RESP_CHAT, RESP_STREAM, RESP_STREAM_USAGE = render(max(1, args.chunks))
+    TRICKLE = max(0.0, args.trickle_ms) / 1000
     try:
         import uvloop
         uvloop.install()

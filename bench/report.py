@@ -117,6 +117,7 @@ def ratios(results: dict, s: dict) -> list[str]:
         g, p = results["gateway"]["load"][c]["plain"]["latency_us"], results["passthrough"]["load"][c]["plain"]["latency_us"]
         lines.append(f"| {c} | {r['json_rps']:.2f}x | {r['stream_rps']:.2f}x "
                      f"| {_div(g['p99'], g['p50']):.1f} ({_div(p['p99'], p['p50']):.1f}) |")
+    lines += cpu_per_request(results, list(s["ratios"]))
     sub = s["subjects"]
     lines += ["", "| | mlxgw | passthrough | mlxgw / passthrough |", "|---|---:|---:|---:|"]
     for key, label, unit in (("added_p50_ms_c1", f"added p50 c={s['c1']} (JSON)", "ms"),
@@ -125,6 +126,24 @@ def ratios(results: dict, s: dict) -> list[str]:
                              ("startup_s", "start-up, best of 4", "s")):
         g, p = sub["gateway"][key], sub["passthrough"][key]
         lines.append(f"| {label} | {g:.2f} {unit} | {p:.2f} {unit} | {_div(g, p):.2f}x |")
+    return lines
+
+
+def cpu_per_request(results: dict, concs: list[str]) -> list[str]:
+    """The subjects' own CPU time per request (from /proc, all threads) at each point, and the ratio
+    passthrough / mlxgw: what req/s would be if each had the core to itself, and much steadier than
+    req/s when the machine is shared."""
+    lines = ["", "| c | JSON CPU us/request mlxgw / passthrough | ratio | stream CPU us/request mlxgw / passthrough "
+             "| ratio |", "|---:|---:|---:|---:|---:|"]
+    gw, pt = results["gateway"]["load"], results["passthrough"]["load"]
+    for c in concs:
+        row = [c]
+        for kind in ("plain", "stream"):
+            g, p = gw[c][kind].get("cpu_us_per_request"), pt[c][kind].get("cpu_us_per_request")
+            if g is None or p is None:
+                return []  # a result file from before the bench measured CPU
+            row += [f"{g:.0f} / {p:.0f}", f"{_div(p, g):.2f}x"]
+        lines.append("| " + " | ".join(row) + " |")
     return lines
 
 

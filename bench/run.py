@@ -38,7 +38,9 @@ import time
 from pathlib import Path
 
 from load import BODY, CHAT, STREAM_BODY, Profile, ensure_wrk, ttfb, wrk
-from procs import HERE, ROOT, Gateway, Passthrough, PeakRss, Subject, cpus, http_post, log, rss_kib, stop
+from procs import (
+    HERE, ROOT, Gateway, Passthrough, PeakRss, Subject, cpu_seconds, cpus, http_post, log, rss_kib, stop,
+)
 from report import ms, summarise, table, translated_table
 
 RESULTS = HERE / "results"
@@ -95,7 +97,10 @@ def measure_side_by_side(subjects: dict[str, Subject], up_port: int, wrk_bin: st
                 spy = None
                 if profile_at and name == "gateway" and kind == "plain" and c == profile_at[0]:
                     spy = Profile(s.proc.pid, profile_at[1], duration)  # type: ignore[union-attr]
-                res[name]["load"][str(c)][kind] = point(kind, wrk_bin, load_pin, s.port, c, duration)
+                cpu = cpu_seconds(s.proc.pid)  # type: ignore[union-attr]
+                r = res[name]["load"][str(c)][kind] = point(kind, wrk_bin, load_pin, s.port, c, duration)
+                if r.get("requests"):  # CPU per request: steadier than req/s on a shared machine
+                    r["cpu_us_per_request"] = (cpu_seconds(s.proc.pid) - cpu) / r["requests"] * 1e6  # type: ignore[union-attr]
                 if spy:
                     res[name]["profile"] = spy.finish()
             order.reverse()  # who goes first alternates from one point to the next
@@ -148,6 +153,9 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per measurement point (default 3)")
     ap.add_argument("--concurrency", default="1,8,32", help="comma-separated (default 1,8,32)")
     ap.add_argument("--chunks", type=int, default=20, help="content chunks per upstream stream (default 20)")
+    ap.add_argument("--trickle-ms", type=float, default=0.0,
+                    help="the upstream sends a stream one event per write, this many ms apart, as a model "
+                         "does (default 0: a whole stream in one write); compare CPU per request then")
     ap.add_argument("--direct-only", action="store_true", help="only measure the upstream directly")
     ap.add_argument("--profile", action="store_true", help="py-spy mlxgw during the highest concurrency's JSON run")
     ap.add_argument("--anthropic", action="store_true",
@@ -171,11 +179,12 @@ def main() -> int:
         "when": dt.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "loadavg_at_start": os.getloadavg()},
-        "duration_s": duration, "chunks": args.chunks, "concurrency": concs,
+        "duration_s": duration, "chunks": args.chunks, "trickle_ms": args.trickle_ms, "concurrency": concs,
         "pinning": {"subjects": gw_pin, "load_and_upstream": load_pin},
     }
     up = subprocess.Popen([*load_pin, sys.executable, str(HERE / "fast_upstream.py"), "--port", "0",
-                           "--chunks", str(args.chunks)], stdout=subprocess.PIPE, text=True, start_new_session=True)
+                           "--chunks", str(args.chunks), "--trickle-ms", str(args.trickle_ms)],
+                          stdout=subprocess.PIPE, text=True, start_new_session=True)
     tmp = tempfile.TemporaryDirectory(prefix="mlxgw-bench-")
     subjects: dict[str, Subject] = {}
     try:
@@ -215,8 +224,8 @@ def main() -> int:
     out_file.write_text(json.dumps(results, indent=2))
     print(translated_table(results[mode]) if mode else table(results, concs))
     la0, la1 = results["machine"]["loadavg_at_start"][0], results["machine"]["loadavg_at_end"][0]
-    print(f"\nload average (1 min) at start / end: {la0:.2f} / {la1:.2f}; {args.chunks} chunks per stream; "
-          f"{duration:.0f} s per point")
+    print(f"\nload average (1 min) at start / end: {la0:.2f} / {la1:.2f}; {args.chunks} chunks per stream"
+          f"{f' trickled {args.trickle_ms:g} ms apart' if args.trickle_ms else ' in one write'}; {duration:.0f} s per point")
     print(f"results: {out_file.relative_to(ROOT)}")
     return 0
 
