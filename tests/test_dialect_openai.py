@@ -140,6 +140,23 @@ def test_sse_parser_any_chunk_boundary(size):
     assert events == EXPECTED
 
 
+@pytest.mark.parametrize("pieces", [
+    [b"data: {\"a\": 1}\n\n", b"data: [DONE]\n\n"],  # one whole event per read: the short cut
+    [b"data: a\n\n", b"data: b\n\ndata: c\n\n", b": ping\n\n", b"data: d\n\n\n", b"data: e\r\n\r\n"],
+    [b"data: a\n", b"\n", b"data: b\n\n", b"event: x\ndata: c\n\n", b"data: \n\n", b"data:f\n\n"],
+    [b"data: a\r", b"\n\r\n", b"data: b\n\n"],  # a held byte: the next whole event takes the long way
+])
+def test_sse_parser_one_event_per_read_gives_what_the_whole_stream_gives(pieces):
+    p = oa.SSEParser()
+    events = []
+    for piece in pieces:
+        events += p.feed(piece)
+    events += p.close()
+    whole = oa.SSEParser()
+    assert events == whole.feed(b"".join(pieces)) + whole.close()
+    assert len(events) >= 2
+
+
 def test_sse_parser_flushes_an_unterminated_event_on_close():
     p = oa.SSEParser()
     assert p.feed(b"data: {\"x\": 1}") == []

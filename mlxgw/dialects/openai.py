@@ -646,6 +646,10 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         held = self._buf
+        # A model's stream usually brings one whole one-line event per read: four C checks, no search.
+        if not held and chunk.endswith(b"\n\n") and chunk.startswith(b"data: ") and chunk.count(b"\n") == 2 \
+                and b"\r" not in chunk:
+            return [chunk[6:-2]]
         buf = held + chunk if held else chunk
         if b"\r" in chunk or held.endswith(b"\r"):
             if buf.endswith(b"\r"):  # a \r\n may be split across chunks: wait for the next byte
