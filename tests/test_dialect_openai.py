@@ -146,7 +146,7 @@ def test_sse_parser_any_chunk_boundary(size):
     [b"data: a\n", b"\n", b"data: b\n\n", b"event: x\ndata: c\n\n", b"data: \n\n", b"data:f\n\n"],
     [b"data: a\r", b"\n\r\n", b"data: b\n\n"],  # a held byte: the next whole event takes the long way
 ])
-def test_sse_parser_one_event_per_read_gives_what_the_whole_stream_gives(pieces):
+def test_sse_parser_fed_read_by_read_gives_what_the_whole_stream_gives(pieces):
     p = oa.SSEParser()
     events = []
     for piece in pieces:

@@ -2,10 +2,10 @@
 
 `record()` makes the row storable (client-controlled texts cleaned and cut, missing columns filled: see
 `storable_row`) and appends it to a list: the request never waits for the database. The pending rows go
-to the `requests` table by mlxgw.store.batches: multi-row INSERTs on a connection of the writer's own, in
-chunks sized so the event loop never waits on it for more than about a millisecond, drained on `stop()` (a clean shutdown loses no row). A chunk the database refuses is retried
-(the database's fault) or split until the bad rows are alone, which go to the dead-letter file
-(`audit-dead-letter.jsonl` in MLXGW_HOME, mode 0600), counted in `dead`.
+to the `requests` table by mlxgw.store.batches: multi-row INSERTs on a connection of the writer's own, up
+to 256 rows per statement, drained on `stop()` (a clean shutdown loses no row). A chunk the database
+refuses is retried (the database's fault) or split until the bad rows are alone, which go to the
+dead-letter file (`audit-dead-letter.jsonl` in MLXGW_HOME, mode 0600), counted in `dead`.
 
 `observers` (the metrics, the tracer) see each finished row as it is recorded (after it was made
 storable), so everything derived from a request's outcome needs no hook in the endpoints; an observer

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from mlxgw import tracing
 from mlxgw.audit import retention as audit_retention
@@ -35,6 +36,12 @@ from mlxgw.supervisor import Supervisor
 
 log = logging.getLogger("mlxgw.server")
 
+
+
+def _can_handle_sighup() -> bool:
+    """SIGHUP (reload now) can be handled: a POSIX system, and the main thread (where the event loop of
+    `mlxgw serve` runs; a test's server in another thread reloads on its poll alone)."""
+    return hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread()
 
 class Lifespan:
     def __init__(self, gateway: Gateway, store=None, loaded: tuple | None = None):
@@ -72,7 +79,7 @@ class Lifespan:
         self._apply_settings()
         await gw.responses.start()
         self._wake = asyncio.Event()
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # main thread, POSIX only
+        if _can_handle_sighup():
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
         self._reloader = asyncio.create_task(self._reload_loop(), name="mlxgw-reload")
         self._pruner = asyncio.create_task(audit_retention.run(store, self._audit_limits, gw.config.prune_interval),
@@ -94,7 +101,7 @@ class Lifespan:
     async def process_shutdown(self, scope, event) -> None:
         gw = self.gw
         gw.ready = False
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        if _can_handle_sighup():
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         for task in (self._reloader, self._pruner):
             if task is not None:

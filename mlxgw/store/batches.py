@@ -13,8 +13,10 @@ step and must take it back after, and on a busy single core every take-back is a
 the event loop (after the interpreter's 5 ms switch interval) and two context switches. Per row, that
 cost the writer thread about 45 us of CPU under load; per statement of up to `MAX_ROWS` rows it is paid
 once (about 10 us a row all told). Statements come in power-of-two sizes, so a handful are prepared and
-cached. A chunk holds as many rows as take about `budget` (1 ms) of the thread's CPU with the GIL held
-(binding the values), from the cost per row measured on the writes so far (bench/audit_gil.py measures it).
+cached. A chunk holds as many rows as take about `budget` (1 ms) of the thread's CPU, from the cost per row
+measured on the writes so far (bench/audit_gil.py measures it), but never fewer than `min_chunk`: the
+audit log's small rows go 256 at a time, since only building and binding them holds the GIL, and the
+stored Responses' big rows a few at a time.
 
 When the database refuses a chunk:
 - because of the database (locked, read-only, gone: the driver's OperationalError), the rows are kept and
