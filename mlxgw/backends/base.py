@@ -123,6 +123,8 @@ class Backend(abc.ABC):
     async def count_tokens(self, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
         raise self.unspoken("anthropic")
 
+    fits = False  # does fit() change anything? (the attempt loop calls it only then)
+
     async def fit(self, wire: str, body: dict) -> tuple[dict, str | None]:
         return body, None
 

@@ -252,6 +252,8 @@ class LocalBackend(Backend):
         m = self._model(body)
         return await self._prompt(m, wire, body) if m is not None else None
 
+    fits = True
+
     async def fit(self, wire: str, body: dict) -> tuple[dict, str | None]:
         """See the module docstring."""
         m = self._model(body)

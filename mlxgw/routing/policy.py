@@ -145,6 +145,11 @@ class Breakers:
         self.failures_to_open = failures_to_open
         self._b: dict[str, _Breaker] = {}
 
+    @property
+    def active(self) -> bool:
+        """Does any provider have failures on record? (None has: every breaker is closed.)"""
+        return bool(self._b)
+
     def is_open(self, key: str, now: float | None = None) -> bool:
         b = self._b.get(key)
         return b is not None and b.until > (time.time() if now is None else now)

@@ -94,6 +94,11 @@ def _order(targets: tuple[Target, ...], rt, notes: list[dict]):
     """The targets to try, in order, with whether a later one is still available: providers whose
     breaker is open are skipped (noted), unless every target's is, then the first of them is tried."""
     breakers = rt.breakers
+    if not breakers.active:  # every breaker closed (the usual case): each target in turn
+        last = len(targets) - 1
+        for i, t in enumerate(targets):
+            yield t, i < last
+        return
     providers = rt.snapshot.providers
     skipped: list[Target] = []
     tried = False
@@ -178,7 +183,8 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
     error: UpstreamError | None = None
     last: Pair | None = None
     for target, later in _order(route.targets, rt, notes):
-        rec.failovers = len({n["target"] for n in notes if n["target"] != target.label})  # targets before it
+        if notes:
+            rec.failovers = len({n["target"] for n in notes if n["target"] != target.label})  # targets before it
         backend = rt.backends.get(target.provider)
         backend_model = snap.backend_model(target, ex.model)
         rec.provider, rec.backend_model = target.provider, backend_model
@@ -204,22 +210,24 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                 error = cold
                 continue
         leg = pair.leg(ex, backend, backend_model)
-        began = time.perf_counter()
-        try:
-            leg.body, fitted = await backend.fit(pair.wire, leg.body)
-        except ContextExceeded as exc:  # nothing was called, no engine started: on to the next target
-            error = exc
-            notes.append({"target": target.label, "outcome": outcome(exc),
-                          "ms": round((time.perf_counter() - began) * 1000, 1), "error": exc.message})
-            rec.attempts = _tries(notes)
-            continue
+        fitted = None
+        if backend.fits:
+            began = time.perf_counter()
+            try:
+                leg.body, fitted = await backend.fit(pair.wire, leg.body)
+            except ContextExceeded as exc:  # nothing was called, no engine started: on to the next target
+                error = exc
+                notes.append({"target": target.label, "outcome": outcome(exc),
+                              "ms": round((time.perf_counter() - began) * 1000, 1), "error": exc.message})
+                rec.attempts = _tries(notes)
+                continue
         rec.backend_api = wire = pair.wire
         last = pair
         policy = provider.retry if provider is not None else None
         tries = 1 + (policy.attempts if policy is not None else 0)
         for n in range(1, tries + 1):
             began = time.perf_counter()
-            rec.attempts = _tries(notes) + 1
+            rec.attempts = (_tries(notes) if notes else 0) + 1
             try:
                 if ex.stream:
                     chunks = backend.stream(wire, leg.body, target.timeouts, leg.headers)
