@@ -55,7 +55,7 @@ def failovers(attempts: list[dict] | None):
 
 
 class _Hist:
-    """A histogram family as plain lists: observe() is a bisect and two additions, no lock (the event
+    """A histogram family as plain lists: an observation (`_add`) is a bisect and two additions, no lock (the event
     loop is the only writer; a scrape reads between two of its steps)."""
 
     __slots__ = ("name", "doc", "labels", "bounds", "series")
@@ -64,12 +64,12 @@ class _Hist:
         self.name, self.doc, self.labels, self.bounds = name, doc, labels, bounds
         self.series: dict[tuple, list] = {}  # labels -> [count per bucket..., +Inf bucket, sum]
 
-    def observe(self, key: tuple, value: float) -> None:
+    def cell(self, key: tuple) -> list:
+        """The series of `key` (made on first use), for `_add`."""
         h = self.series.get(key)
         if h is None:
             h = self.series[key] = [0] * (len(self.bounds) + 1) + [0.0]
-        h[bisect_left(self.bounds, value)] += 1  # bucket le=bound holds value <= bound
-        h[-1] += value
+        return h
 
     def family(self):
         from prometheus_client.core import HistogramMetricFamily
@@ -85,6 +85,11 @@ class _Hist:
         return f
 
 
+def _add(h: list, bounds: tuple, value: float) -> None:
+    h[bisect_left(bounds, value)] += 1  # bucket le=bound holds value <= bound
+    h[-1] += value
+
+
 class Metrics:
     """The series of one gateway (tests run several gateways in one process, so nothing is global).
 
@@ -94,7 +99,7 @@ class Metrics:
     def __init__(self, gateway=None):
         self._gateway = gateway
         self._registry = None
-        self.requests: dict[tuple, int] = {}
+        self.requests: dict[tuple, list[int]] = {}  # labels -> [count] (a cell the row's shape caches)
         self.duration = _Hist("gen_ai_server_request_duration_seconds", "Time from the request to the end of its "
                               "answer.", ("gen_ai_operation_name", "gen_ai_provider_name", "route", "client_api",
                                           "error_type"), DURATION_BUCKETS)
@@ -106,7 +111,7 @@ class Metrics:
                             "gen_ai_provider_name", "gen_ai_response_model", "gen_ai_token_type"), TOKEN_BUCKETS)
         self.failovers: dict[tuple, int] = {}
         self.errors = 0
-        self._keys: dict[tuple, tuple] = {}  # a row's shape -> its series' label values (_keys_for)
+        self._cells: dict[tuple, tuple] = {}  # a row's shape -> its series (_cells_for)
 
     @property
     def registry(self):
@@ -135,41 +140,42 @@ class Metrics:
         status = row["status"]
         shape = (row["route"], row["provider"], row["client_api"], row["backend_api"], status, row["stream"],
                  row["backend_model"])
-        keys = self._keys.get(shape)
-        if keys is None:
-            keys = self._keys_for(shape)
-        requests, duration, ttft, tokens = keys
-        self.requests[requests] = self.requests.get(requests, 0) + 1
-        self.duration.observe(duration, row["duration_ms"] / 1000)
+        cells = self._cells.get(shape)
+        if cells is None:
+            cells = self._cells_for(shape)
+        count, duration, ttft, tokens = cells
+        count[0] += 1
+        _add(duration, DURATION_BUCKETS, row["duration_ms"] / 1000)
         if row["ttfb_ms"] is not None:
-            self.ttft.observe(ttft, row["ttfb_ms"] / 1000)
-        for key, col in tokens:
+            _add(ttft, TTFT_BUCKETS, row["ttfb_ms"] / 1000)
+        for h, col in tokens:
             n = row[col]
             if n is not None:
-                self.tokens.observe(key, n)
-        if row["attempts_detail"] and len(row["attempts_detail"]) > 1:
-            for pair in failovers(row["attempts_detail"]):
+                _add(h, TOKEN_BUCKETS, n)
+        detail = row["attempts_detail"]
+        if detail and len(detail) > 1:
+            for pair in failovers(detail):
                 self.failovers[pair] = self.failovers.get(pair, 0) + 1
 
-    def _keys_for(self, shape: tuple) -> tuple:
-        """The series' label values for rows of one shape, made once: a request's labels repeat
-        (same route, provider, status...), and building five tuples a row was half of observe()'s cost."""
+    def _cells_for(self, shape: tuple) -> tuple:
+        """The series a row of this shape updates, found once: a request's labels repeat (same route,
+        provider, status...), and building their label tuples per row was half of observe()'s cost."""
         route, provider, client, backend_api, status, stream, model = shape
         route, provider, client = route or "", provider or "", client or ""
         stream = "true" if stream else "false"
         op = OPERATION.get(client, client)
         tokens = ()
         if status < 400:
-            tokens = tuple(((op, provider, model or "", kind), col)
+            tokens = tuple((self.tokens.cell((op, provider, model or "", kind)), col)
                            for kind, col in (("input", "input_tokens"), ("output", "output_tokens"),
                                              ("cached", "cached_tokens")))
-        keys = ((route, provider, client, backend_api or "", str(status), stream),
-                (op, provider, route, client, "" if status < 400 else str(status)),
-                (op, provider, route, stream), tokens)
-        if len(self._keys) >= 4096:  # shapes are bounded by the config; this only caps a pathological mix
-            self._keys.clear()
-        self._keys[shape] = keys
-        return keys
+        cells = (self.requests.setdefault((route, provider, client, backend_api or "", str(status), stream), [0]),
+                 self.duration.cell((op, provider, route, client, "" if status < 400 else str(status))),
+                 self.ttft.cell((op, provider, route, stream)), tokens)
+        if len(self._cells) >= 4096:  # shapes are bounded by the config; this only caps a pathological mix
+            self._cells.clear()
+        self._cells[shape] = cells
+        return cells
 
     def render(self) -> bytes:
         from prometheus_client.exposition import generate_latest
@@ -189,7 +195,7 @@ class _RequestCollector:
                                        "backend API, HTTP status and streaming.",
                                        labels=("route", "provider", "client_api", "backend_api", "status", "stream"))
         for key, n in list(m.requests.items()):
-            requests.add_metric(key, n)
+            requests.add_metric(key, n[0])
         yield requests
         yield m.duration.family()
         yield m.ttft.family()

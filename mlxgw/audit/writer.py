@@ -34,6 +34,7 @@ COLUMNS = ("id", "ts", "client_api", "backend_api", "requested_model", "route", 
            "cached_tokens", "error", "attempts_detail", "failovers", "path")
 _DEFAULTS = {**dict.fromkeys(COLUMNS), "attempts": 1, "stream": False, "failovers": 0}
 _LIMITS = tuple(LIMITS.items())
+_COLUMN_SET = frozenset(COLUMNS)
 # The VARCHAR sizes PostgreSQL enforces (a model name may be 256 characters, its column keeps 200).
 _SIZES = (("requested_model", 200), ("backend_model", 200))
 _JSON = COLUMNS.index("attempts_detail")
@@ -42,28 +43,29 @@ _ALL = itemgetter(*COLUMNS)
 
 def storable_row(row: dict) -> dict:
     """`row` with every text a database accepts: lone surrogates and NULs replaced, cut to its column's
-    limit; the texts inside `attempts_detail` too."""
+    limit; the texts inside `attempts_detail` too. A row with every column is cleaned in place."""
     # One INSERT takes rows with one set of columns: a column a row leaves out gets its default.
-    out = {**_DEFAULTS, **row}
-    for key, limit in _LIMITS:
+    out = row if len(row) == len(COLUMNS) and row.keys() == _COLUMN_SET else {**_DEFAULTS, **row}
+    for key, limit in _LIMITS:  # the common text is short ASCII with no NUL: three C checks, no call
         value = out[key]
-        if isinstance(value, str) and not _fine(value, limit):
+        if value.__class__ is str and not (len(value) <= limit and value.isascii() and "\x00" not in value):
             out[key] = clip(storable(value), limit)
     detail = out["attempts_detail"]
-    if isinstance(detail, list) and not all(_fine_attempt(a) for a in detail):
+    if detail.__class__ is list and not all(map(_fine_attempt, detail)):
         out["attempts_detail"] = [
             {k: clip(storable(v), MAX_ERROR_TEXT) if isinstance(v, str) else v for k, v in a.items()}
             if isinstance(a, dict) else a for a in detail]
     return out
 
 
-def _fine(text: str, limit: int) -> bool:
-    """Storable as it is (the common case, checked in C: no call into text.py's regex)."""
-    return len(text) <= limit and text.isascii() and "\x00" not in text
-
-
 def _fine_attempt(a) -> bool:
-    return isinstance(a, dict) and all(_fine(v, MAX_ERROR_TEXT) for v in a.values() if isinstance(v, str))
+    """An attempt whose texts are all storable as they are."""
+    if a.__class__ is not dict:
+        return not isinstance(a, dict)
+    for v in a.values():
+        if v.__class__ is str and not (len(v) <= MAX_ERROR_TEXT and v.isascii() and "\x00" not in v):
+            return False
+    return True
 
 
 class AuditWriter(BatchWriter):
