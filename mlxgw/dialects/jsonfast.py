@@ -20,12 +20,15 @@ try:  # pragma: no cover - depends on the environment
 
     loads = orjson.loads
     DecodeError: tuple = (orjson.JSONDecodeError, ValueError, TypeError)
+    # orjson reads bytes, and refuses invalid UTF-8 and lone surrogate escapes itself.
+    _READS_BYTES = True
 except ImportError:  # pragma: no cover
     def dumps(obj) -> bytes:
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     loads = json.loads
     DecodeError = (ValueError, TypeError)
+    _READS_BYTES = False
 
 # Far deeper than any real request (the deepest tool schemas real clients send nest about 20 levels),
 # far below the interpreter's recursion limit.
@@ -44,6 +47,15 @@ class BodyError(ValueError):
 
 def parse_body(raw: bytes, max_depth: int = MAX_DEPTH):
     """`raw` as data, or BodyError: not UTF-8, not JSON, a lone surrogate, or nested too deep."""
+    if _READS_BYTES:  # the common body in one C call; a bad one is read again below to say why
+        try:
+            obj = loads(raw)
+        except (*DecodeError, RecursionError):
+            pass
+        else:
+            if raw.count(b"[") + raw.count(b"{") > max_depth:
+                _check(obj, max_depth, False)
+            return obj
     try:
         text = raw.decode("utf-8")  # strict: refuses invalid bytes and UTF-8-encoded surrogates
     except UnicodeDecodeError as exc:

@@ -74,27 +74,37 @@ OPENAI_TOP = {"temperature": "a number", "top_p": "a number", "presence_penalty"
               "response_format": "an object", "metadata": "an object"}
 
 
+OPENAI_TOOL = {"type": "a string", "function": "an object"}
+OPENAI_FUNCTION = {"name": "a string", "description": "a string", "parameters": "an object"}
+OPENAI_MESSAGE = {"name": "a string", "tool_call_id": "a string", "tool_calls": "an array", "refusal": "a string",
+                  "content": "a string or an array"}
+OPENAI_PART = {"type": "a string", "text": "a string"}
+OPENAI_CALL = {"id": "a string", "type": "a string", "function": "an object"}
+OPENAI_CALLED = {"name": "a string", "arguments": "a string or an object"}
+
+
 def check_openai(body: dict) -> None:
     fields(body, "", OPENAI_TOP)
-    for at, tool in items(body.get("tools"), "tools", "["):
-        fields(tool, at, {"type": "a string", "function": "an object"})
-        fields(tool.get("function") or {}, at + ".function",
-               {"name": "a string", "description": "a string", "parameters": "an object"})
+    tools = body.get("tools")
+    if tools:
+        for at, tool in items(tools, "tools", "["):
+            fields(tool, at, OPENAI_TOOL)
+            fields(tool.get("function") or {}, at + ".function", OPENAI_FUNCTION)
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         fields(choice, "tool_choice", {"type": "a string", "function": "an object"})
         field(choice.get("function") or {}, "name", "a string", "tool_choice.function")
     field(body.get("response_format") or {}, "type", "a string", "response_format")
     for at, m in items(body.get("messages"), "messages", "["):
-        fields(m, at, {"name": "a string", "tool_call_id": "a string", "tool_calls": "an array",
-                       "refusal": "a string", "content": "a string or an array"})
+        fields(m, at, OPENAI_MESSAGE)
         if isinstance(m.get("content"), list):
             for pat, part in items(m["content"], at + ".content", "["):
-                fields(part, pat, {"type": "a string", "text": "a string"})
-        for cat, call in items(m.get("tool_calls"), at + ".tool_calls", "["):
-            fields(call, cat, {"id": "a string", "type": "a string", "function": "an object"})
-            fields(call.get("function") or {}, cat + ".function",
-                   {"name": "a string", "arguments": "a string or an object"})
+                fields(part, pat, OPENAI_PART)
+        calls = m.get("tool_calls")
+        if calls:
+            for cat, call in items(calls, at + ".tool_calls", "["):
+                fields(call, cat, OPENAI_CALL)
+                fields(call.get("function") or {}, cat + ".function", OPENAI_CALLED)
 
 
 # --- Anthropic messages -----------------------------------------------------------------------------
