@@ -432,9 +432,9 @@ def _tool_call_deltas_as_is(calls) -> bool:
 
 # The bytes plain ASCII text cannot hold raw in a JSON string: control characters, quote, backslash.
 _NOT_PLAIN = bytes(range(0x20)) + b'"\\'
-# One of them, found by a precompiled search: bytes.translate builds its table on every call, which cost
-# more than the check itself on a token's few bytes.
-_NOT_PLAIN_BYTE = re.compile(b"[" + re.escape(_NOT_PLAIN) + b"]")
+# One of them or a byte past ASCII, found by a precompiled search: bytes.translate builds its table on
+# every call, which cost more than the check itself on a token's few bytes.
+_NOT_PLAIN_BYTE = re.compile(rb'[^\x20\x21\x23-\x5b\x5d-\x7f]')
 # One JSON string body, exactly: unescaped printable ASCII, the escapes JSON allows but a \\u surrogate
 # (a lone one would not decode; a pair takes the long way, which checks it), and well-formed UTF-8.
 _STRING_BODY = re.compile(
@@ -471,7 +471,7 @@ class ContentShape:
     `forget()`. Anything unlike the learnt event (the role chunk, tool calls, the finish) does not match
     and takes the long way."""
 
-    __slots__ = ("head", "tail", "size", "out_head", "out_tail")
+    __slots__ = ("head", "tail", "size", "out_head", "out_tail", "cut_head", "cut_tail")
 
     def __init__(self) -> None:
         self.forget()
@@ -479,7 +479,7 @@ class ContentShape:
     def forget(self) -> None:
         self.head: bytes | None = None
         self.tail = self.out_head = self.out_tail = b""
-        self.size = 0
+        self.size = self.cut_head = self.cut_tail = 0  # the text is data[cut_head:cut_tail]
 
     def learn(self, data: bytes, text: str, out: bytes | None = None, key: bytes = b"") -> None:
         """Learn from `data`, an event whose plain content delta is `text` (see `plain_text`), and `out`,
@@ -490,29 +490,31 @@ class ContentShape:
             return
         start, end = span
         if out is None:
-            self.head, self.tail = data[:start], data[end:]
-            self.size = len(self.head) + len(self.tail)
+            self._ends(data, start, end)
             return
         # the text as the upstream wrote it (an event relayed as is) or as orjson did, compact or spaced
         for body in (data[start:end], dumps(text)[1:-1]):
             for needle in (key + b'"' + body + b'"', key + b' "' + body + b'"'):
                 if out.count(needle) == 1:
                     at = out.index(needle) + len(needle) - len(body) - 1
-                    self.head, self.tail = data[:start], data[end:]
+                    self._ends(data, start, end)
                     self.out_head, self.out_tail = out[:at], out[at + len(body):]
-                    self.size = len(self.head) + len(self.tail)
                     return
+
+    def _ends(self, data: bytes, start: int, end: int) -> None:
+        self.head, self.tail = data[:start], data[end:]
+        self.size = len(self.head) + len(self.tail)
+        self.cut_head, self.cut_tail = start, end - len(data)
 
     def text(self, data: bytes) -> bytes | None:
         """The raw JSON string body of `data`'s text when `data` has the learnt shape, else None. Plain
-        ASCII text is checked with two C scans, only other text with the JSON-string grammar."""
+        ASCII text is checked with one precompiled search, only other text with the JSON-string grammar."""
         head = self.head
         if head is None or len(data) <= self.size or not data.startswith(head) or not data.endswith(self.tail):
             return None
-        middle = data[len(head):len(data) - len(self.tail)]
-        if not middle.isascii() or _NOT_PLAIN_BYTE.search(middle) is not None:
-            if _STRING_BODY.fullmatch(middle) is None:
-                return None
+        middle = data[self.cut_head:self.cut_tail]
+        if _NOT_PLAIN_BYTE.search(middle) is not None and _STRING_BODY.fullmatch(middle) is None:
+            return None
         return middle
 
     def convert(self, data: bytes, out: list) -> bool:
