@@ -43,6 +43,10 @@ def _can_handle_sighup() -> bool:
     `mlxgw serve` runs; a test's server in another thread reloads on its poll alone)."""
     return hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread()
 
+
+GC_THRESHOLDS = (20_000, 20, 20)  # with freeze_gc: young, middle and old generation thresholds
+
+
 class Lifespan:
     def __init__(self, gateway: Gateway, store=None, loaded: tuple | None = None):
         """`store`/`loaded` let the CLI open the store and load the config before uvicorn starts, so a
@@ -91,6 +95,11 @@ class Lifespan:
             # 10 s at 1,500 requests/s).
             gc.collect()
             gc.freeze()
+            # A young collection every 700 net allocations ran every request or two, walking whatever
+            # the requests in flight hold (about 2% of a request's instructions, measured with callgrind);
+            # nearly everything a request makes is freed by its reference count, so rarer collections
+            # find the same garbage at a fraction of the cost.
+            gc.set_threshold(*GC_THRESHOLDS)
         gw.ready = True
         log.info("mlxgw serving config revision %d from %s", revision, store.where)
         modules = os.environ.get("MLXGW_DEBUG_MODULES")
