@@ -492,7 +492,11 @@ class ContentShape:
         if out is None:
             self._ends(data, start, end)
             return
-        # the text as the upstream wrote it (an event relayed as is) or as orjson did, compact or spaced
+        if out[6:-2] == data and out.startswith(b"data: "):  # the event went out as it came
+            self._ends(data, start, end)
+            self.out_head, self.out_tail = b"data: " + self.head, self.tail + out[-2:]
+            return
+        # the text as the upstream wrote it or as orjson did, compact or spaced
         for body in (data[start:end], dumps(text)[1:-1]):
             for needle in (key + b'"' + body + b'"', key + b' "' + body + b'"'):
                 if out.count(needle) == 1:
