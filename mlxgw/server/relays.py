@@ -74,8 +74,11 @@ class OpenAIRelay(SSETranslator):
     def _events(self, events) -> bytes:
         out = []
         shape = self.shape
+        text_of = shape.text
         for data in events:
-            if shape.convert(data, out):  # a plain content delta like one seen: its client bytes, unparsed
+            middle = text_of(data)  # (`shape.convert`, inlined: this runs for every token)
+            if middle is not None:  # a plain content delta like one seen: its client bytes, unparsed
+                out += (shape.out_head, middle, shape.out_tail)
                 continue
             if data == b"[DONE]":
                 self.finished = True
