@@ -55,8 +55,8 @@ def failovers(attempts: list[dict] | None):
 
 
 class _Hist:
-    """A histogram family as plain lists: an observation (`_add`) is a bisect and two additions, no lock (the event
-    loop is the only writer; a scrape reads between two of its steps)."""
+    """A histogram family as plain lists: an observation (`_add`) is a bisect and two additions, no lock
+    (the event loop is the only writer; a scrape reads between two of its steps)."""
 
     __slots__ = ("name", "doc", "labels", "bounds", "series")
 
@@ -88,6 +88,12 @@ class _Hist:
 def _add(h: list, bounds: tuple, value: float) -> None:
     h[bisect_left(bounds, value)] += 1  # bucket le=bound holds value <= bound
     h[-1] += value
+
+
+def _made(slot: list, hist: _Hist) -> list:
+    """The series of a [labels, None, ...] slot, made in `hist` and kept in the slot."""
+    slot[1] = hist.cell(slot[0])
+    return slot[1]
 
 
 class Metrics:
@@ -147,11 +153,11 @@ class Metrics:
         count[0] += 1
         _add(duration, DURATION_BUCKETS, row["duration_ms"] / 1000)
         if row["ttfb_ms"] is not None:
-            _add(ttft, TTFT_BUCKETS, row["ttfb_ms"] / 1000)
-        for h, col in tokens:
-            n = row[col]
+            _add(ttft[1] or _made(ttft, self.ttft), TTFT_BUCKETS, row["ttfb_ms"] / 1000)
+        for slot in tokens:
+            n = row[slot[2]]
             if n is not None:
-                _add(h, TOKEN_BUCKETS, n)
+                _add(slot[1] or _made(slot, self.tokens), TOKEN_BUCKETS, n)
         detail = row["attempts_detail"]
         if detail and len(detail) > 1:
             for pair in failovers(detail):
@@ -166,12 +172,14 @@ class Metrics:
         op = OPERATION.get(client, client)
         tokens = ()
         if status < 400:
-            tokens = tuple((self.tokens.cell((op, provider, model or "", kind)), col)
+            tokens = tuple([(op, provider, model or "", kind), None, col]
                            for kind, col in (("input", "input_tokens"), ("output", "output_tokens"),
                                              ("cached", "cached_tokens")))
+        # Series every such row updates are made now; those it may not (no first byte, no token count)
+        # are [labels, None] slots made on their first value, so /metrics lists no empty series.
         cells = (self.requests.setdefault((route, provider, client, backend_api or "", str(status), stream), [0]),
                  self.duration.cell((op, provider, route, client, "" if status < 400 else str(status))),
-                 self.ttft.cell((op, provider, route, stream)), tokens)
+                 [(op, provider, route, stream), None], tokens)
         if len(self._cells) >= 4096:  # shapes are bounded by the config; this only caps a pathological mix
             self._cells.clear()
         self._cells[shape] = cells
