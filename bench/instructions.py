@@ -1,5 +1,5 @@
 """Instructions per request, counted by valgrind (callgrind): the bench figure that does not move with
-the machine's load. `python bench/instructions.py [--requests N] [--gateway-cmd "..."]`
+the machine's load. `python bench/instructions.py [--requests N] [--connections C] [--gateway-cmd "..."]`
 
 On a shared virtual machine req/s and CPU time per request swing by a factor of two from one minute to
 the next; an instruction count is the same run after run, so it tells whether a change to the hot path
@@ -7,7 +7,10 @@ helped, even by 3%. Each subject (bench/passthrough.py, then `mlxgw serve`) runs
 `valgrind --tool=callgrind --instr-atstart=no`; after a warm-up, counting is switched on
 (`callgrind_control -i on`) for N sequential keep-alive requests, JSON then streamed, each batch dumped
 and its total read. The gateway's audit writer runs in the counted window (its rows are part of the
-cost); at one request at a time it writes small batches, so its share is larger than under load.
+cost); at one request at a time it writes small batches, so its share is larger than under load. Each
+thread is counted apart, so the report also gives mlxgw's event loop alone (the main thread: the request
+path, without the writer's thread). `--connections 8` sends the requests over 8 keep-alive connections
+at once, as under load: more rows per flush, and the loop's per-request overheads shared as they are then.
 It needs Debian's valgrind (`apt-get install -y valgrind`, which it runs when the tool is missing).
 """
 
@@ -21,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,22 +33,37 @@ from procs import Gateway, free_port, http_get_status, stop
 HERE = Path(__file__).resolve().parent
 BODIES = {kind: json.dumps({"model": "bench-model", "stream": kind == "stream",
                             "messages": [{"role": "user", "content": "Say hello."}]}) for kind in ("json", "stream")}
-VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+VALGRIND = ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes"]
 
 
-def requests(port: int, n: int, kind: str) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    for _ in range(n):
-        conn.request("POST", "/v1/chat/completions", BODIES[kind], {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        data = resp.read()
-        if resp.status != 200:
-            sys.exit(f"the subject answered {resp.status}: {data[:300]!r}")
-    conn.close()
+def requests(port: int, n: int, kind: str, connections: int = 1) -> None:
+    """`n` requests of `kind`, over `connections` keep-alive connections at once."""
+    failed: list[str] = []
+
+    def one_connection(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        for _ in range(count):
+            conn.request("POST", "/v1/chat/completions", BODIES[kind], {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                failed.append(f"the subject answered {resp.status}: {data[:300]!r}")
+                break
+        conn.close()
+
+    threads = [threading.Thread(target=one_connection, args=(n // connections + (i < n % connections),))
+               for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failed:
+        sys.exit(failed[0])
 
 
-def count(proc: subprocess.Popen, port: int, n: int, out: Path) -> dict[str, int]:
-    """Instructions per request of `proc` (under callgrind, listening on `port`), per kind."""
+def count(proc: subprocess.Popen, port: int, n: int, out: Path, connections: int = 1) -> dict[str, tuple[int, int]]:
+    """Instructions per request of `proc` (under callgrind, listening on `port`), per kind: (all threads,
+    the main thread)."""
     deadline = time.monotonic() + 300
     while http_get_status(port, "/health") != 200:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -56,27 +75,33 @@ def count(proc: subprocess.Popen, port: int, n: int, out: Path) -> dict[str, int
     for kind in BODIES:
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], capture_output=True)
-        requests(port, n, kind)
+        requests(port, n, kind, connections)
         time.sleep(0.6)  # the audit writer's next flush is part of the cost
         subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], capture_output=True)
         before = set(out.parent.glob(out.name + ".*"))
         subprocess.run(["callgrind_control", "-d", kind, str(proc.pid)], capture_output=True)
-        dump, waited = None, time.monotonic() + 120
-        while dump is None and time.monotonic() < waited:
-            new = set(out.parent.glob(out.name + ".*")) - before
-            dump = next(iter(new), None)
+        dumps, waited = set(), time.monotonic() + 120
+        while not dumps and time.monotonic() < waited:
+            dumps = set(out.parent.glob(out.name + ".*")) - before  # one file per thread: NAME.N-TT
             time.sleep(0.2)
-        if dump is None:
+        if not dumps:
             sys.exit(f"callgrind wrote no dump for the {kind} requests within 2 minutes")
-        time.sleep(0.5)
-        totals = [line for line in dump.read_text().splitlines() if line.startswith("totals:")]
-        result[kind] = int(totals[0].split()[1]) // n
+        time.sleep(1.0)  # every thread's file written
+        dumps = set(out.parent.glob(out.name + ".*")) - before
+        per_thread = {d.name.rsplit("-", 1)[-1]: _total(d) for d in dumps}
+        result[kind] = (sum(per_thread.values()) // n, per_thread.get("01", 0) // n)
     return result
+
+
+def _total(dump: Path) -> int:
+    totals = [line for line in dump.read_text().splitlines() if line.startswith("totals:")]
+    return int(totals[0].split()[1]) if totals else 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="instructions per request: passthrough and mlxgw, under callgrind")
     ap.add_argument("--requests", type=int, default=200, help="requests counted per kind (default 200)")
+    ap.add_argument("--connections", type=int, default=1, help="keep-alive connections at once (default 1)")
     ap.add_argument("--gateway-cmd", default=f"{shlex.quote(sys.executable)} -m mlxgw")
     args = ap.parse_args()
     if not shutil.which("valgrind"):
@@ -92,7 +117,7 @@ def main() -> int:
                                  "--port", str(port), "--upstream", f"http://127.0.0.1:{up_port}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            rows["passthrough"] = count(proc, port, args.requests, out)
+            rows["passthrough"] = count(proc, port, args.requests, out, args.connections)
         finally:
             stop(proc)
         gw = Gateway(shlex.split(args.gateway_cmd), Path(tmp), up_port, [])
@@ -103,14 +128,16 @@ def main() -> int:
         proc = subprocess.Popen([*gw.cmd, "serve", "--port", str(port)], env=gw.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            rows["mlxgw"] = count(proc, port, args.requests, out)
+            rows["mlxgw"] = count(proc, port, args.requests, out, args.connections)
         finally:
             stop(proc)
     stop(up)
     p, g = rows["passthrough"], rows["mlxgw"]
-    print("| instructions per request | passthrough | mlxgw | passthrough / mlxgw |\n|---|---:|---:|---:|")
+    print(f"{args.requests} requests per kind over {args.connections} connection(s)\n")
+    print("| instructions per request | passthrough | mlxgw | passthrough / mlxgw | mlxgw's event loop alone |\n"
+          "|---|---:|---:|---:|---:|")
     for kind in BODIES:
-        print(f"| {kind} | {p[kind]:,} | {g[kind]:,} | {p[kind] / g[kind]:.2f}x |")
+        print(f"| {kind} | {p[kind][0]:,} | {g[kind][0]:,} | {p[kind][0] / g[kind][0]:.2f}x | {g[kind][1]:,} |")
     return 0
 
 
