@@ -10,11 +10,12 @@ from mlxgw.backends import deadline
 from mlxgw.backends.deadline import TICK, deadline_at
 
 
-async def test_a_passed_deadline_raises_timeout_long_before_the_wait_would_end():
+@pytest.mark.parametrize("given_loop", [False, True], ids=["loop-found", "loop-given"])
+async def test_a_passed_deadline_raises_timeout_long_before_the_wait_would_end(given_loop):
     loop = asyncio.get_running_loop()
     start = loop.time()
     with pytest.raises(TimeoutError):
-        async with deadline_at(start + 0.1) as scope:
+        with deadline_at(start + 0.1, loop if given_loop else None) as scope:
             await asyncio.sleep(10)
     assert scope.expired()
     waited = loop.time() - start
@@ -24,7 +25,7 @@ async def test_a_passed_deadline_raises_timeout_long_before_the_wait_would_end()
 async def test_a_scope_left_in_time_leaves_nothing_armed_and_the_tick_stops():
     loop = asyncio.get_running_loop()
     for _ in range(100):
-        async with deadline_at(loop.time() + 30) as scope:
+        with deadline_at(loop.time() + 30) as scope:
             await asyncio.sleep(0)
         assert not scope.expired()
     watch = deadline._watches[loop]
@@ -35,12 +36,12 @@ async def test_a_scope_left_in_time_leaves_nothing_armed_and_the_tick_stops():
 
 async def test_reschedule_moves_the_deadline_both_ways():
     loop = asyncio.get_running_loop()
-    async with deadline_at(loop.time() + 0.05) as scope:
+    with deadline_at(loop.time() + 0.05) as scope:
         scope.reschedule(loop.time() + 30)
         await asyncio.sleep(0.3)  # past the first deadline: nothing fires
     assert not scope.expired()
     with pytest.raises(TimeoutError):
-        async with deadline_at(loop.time() + 30) as scope:
+        with deadline_at(loop.time() + 30) as scope:
             scope.reschedule(loop.time() + 0.05)
             await asyncio.sleep(10)
 
@@ -50,7 +51,7 @@ async def test_a_cancel_from_outside_stays_a_cancel():
     entered = asyncio.Event()
 
     async def body():
-        async with deadline_at(loop.time() + 30):
+        with deadline_at(loop.time() + 30):
             entered.set()
             await asyncio.sleep(10)
 
@@ -64,7 +65,7 @@ async def test_a_cancel_from_outside_stays_a_cancel():
 async def test_code_after_the_scope_is_not_cancelled():
     loop = asyncio.get_running_loop()
     try:
-        async with deadline_at(loop.time() + 0.05):
+        with deadline_at(loop.time() + 0.05):
             await asyncio.sleep(10)
     except TimeoutError:
         pass
@@ -77,7 +78,7 @@ async def test_many_scopes_expire_independently():
 
     async def wait(after: float, sleep: float) -> str:
         try:
-            async with deadline_at(loop.time() + after):
+            with deadline_at(loop.time() + after):
                 await asyncio.sleep(sleep)
             return "done"
         except TimeoutError:

@@ -9,7 +9,8 @@ late. An idle gateway arms no timer at all.
 
 Cancellation works as in `asyncio.timeout` (Python 3.11): the task is cancelled, and on leaving the scope
 that CancelledError becomes TimeoutError, unless the task was also cancelled from outside (then the
-CancelledError stands).
+CancelledError stands). It is a plain `with`, not `async with`: entering and leaving never wait, and an
+async context manager makes two coroutines per scope.
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ _watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its
 class Deadline:
     """One scope; `reschedule(when)` moves its deadline (a loop.time() value)."""
 
-    __slots__ = ("when", "_task", "_cancelling", "_expired", "_watch")
+    __slots__ = ("when", "_loop", "_task", "_cancelling", "_expired", "_watch")
 
-    def __init__(self, when: float):
+    def __init__(self, when: float, loop: asyncio.AbstractEventLoop | None = None):
         self.when = when
+        self._loop = loop
         self._expired = False
 
     def reschedule(self, when: float) -> None:
@@ -63,13 +65,15 @@ class Deadline:
     def expired(self) -> bool:
         return self._expired
 
-    async def __aenter__(self) -> Deadline:
-        task = asyncio.current_task()
+    def __enter__(self) -> Deadline:
+        # Finding the running loop costs a getpid() system call in Python 3.11: a caller that has the
+        # loop at hand passes it (a stream enters a scope per read).
+        loop = self._loop or asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
         if task is None:
             raise RuntimeError("deadline_at() must be used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
-        loop = asyncio.get_running_loop()
         watch = _watches.get(loop)
         if watch is None:
             watch = _watches[loop] = _Watch(loop)
@@ -77,7 +81,7 @@ class Deadline:
         watch.arm(self)
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         if not self._expired:
             self._watch.scopes.pop(self, None)
             return None
@@ -90,6 +94,7 @@ class Deadline:
         self._task.cancel()
 
 
-def deadline_at(when: float) -> Deadline:
-    """A scope that raises TimeoutError once the loop's clock passes `when` (up to TICK later)."""
-    return Deadline(when)
+def deadline_at(when: float, loop: asyncio.AbstractEventLoop | None = None) -> Deadline:
+    """A scope that raises TimeoutError once the loop's clock passes `when` (up to TICK later); `loop`:
+    the running loop, when the caller has it."""
+    return Deadline(when, loop)

@@ -113,17 +113,15 @@ class Upstream:
         return UpstreamStatusError(self.provider, resp.status, raw, h.get("Retry-After"),
                                    request_id=_request_id(h))
 
-    async def _open(self, url: str, body: dict, t: Timeouts, headers: dict) -> aiohttp.ClientResponse:
-        return await self.http.session.post(url, data=dumps(body), headers=headers, timeout=self._ctimeout(t))
-
     async def post(self, url: str, body: dict, t: Timeouts, headers: dict) -> ChatResult:
         """One non-streaming POST: the decoded JSON answer, or an UpstreamError."""
         loop, end, deadline = _clock(t)
         phase = "first_token"
         resp = None
         try:
-            async with deadline_at(deadline) as scope:
-                resp = await self._open(url, body, t, headers)
+            with deadline_at(deadline, loop) as scope:
+                resp = await self.http.session.post(url, data=dumps(body), headers=headers,
+                                                    timeout=self._ctimeout(t))
                 # A non-streamed answer's first token is its body: the first_token deadline runs until
                 # the body starts; the rest of it must keep flowing (idle).
                 raw = await resp.content.readany()
@@ -162,8 +160,9 @@ class Upstream:
         done = False
         try:
             try:
-                async with deadline_at(deadline):
-                    resp = await self._open(url, body, t, headers)
+                with deadline_at(deadline, loop):
+                    resp = await self.http.session.post(url, data=dumps(body), headers=headers,
+                                                        timeout=self._ctimeout(t))
                     sink.request_id = _request_id(resp.headers)
                     if resp.status >= 400:
                         raw = await resp.read()
@@ -180,7 +179,7 @@ class Upstream:
                 yield chunk
                 deadline = min(loop.time() + t.idle, end)
                 try:
-                    async with deadline_at(deadline):
+                    with deadline_at(deadline, loop):
                         chunk = await resp.content.readany()
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     raise self._error(exc, True, t, phase, deadline, end) from None

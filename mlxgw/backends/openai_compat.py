@@ -9,6 +9,8 @@ request headers is forwarded, so a client's gateway key can never leak to a clou
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 from mlxgw.backends.base import (
     Backend, ChatResult, Timeouts, UpstreamProtocolError, UpstreamStream,
 )  # fmt: skip
@@ -57,8 +59,10 @@ class OpenAICompatBackend(Backend):
             raise self.unspoken(wire)
         return self._urls[wire]
 
-    async def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> ChatResult:
-        return await self._up.post(self._url(wire), body, t, self._headers)
+    def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> Awaitable[ChatResult]:
+        # The upstream's coroutine itself, not one awaiting it: every wait of the request resumes each
+        # coroutine above it, so a pass-through level costs on each.
+        return self._up.post(self._url(wire), body, t, self._headers)
 
     def stream(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> UpstreamStream:
         return self._up.post_stream(self._url(wire), body, t, self._stream_headers)
