@@ -55,8 +55,8 @@ def failovers(attempts: list[dict] | None):
 
 
 class _Hist:
-    """A histogram family as plain lists: an observation (`_add`) is a bisect and two additions, no lock
-    (the event loop is the only writer; a scrape reads between two of its steps)."""
+    """A histogram family as plain lists: an observation (`Metrics._observe`) is a bisect and two
+    additions, no lock (the event loop is the only writer; a scrape reads between two of its steps)."""
 
     __slots__ = ("name", "doc", "labels", "bounds", "series")
 
@@ -65,7 +65,7 @@ class _Hist:
         self.series: dict[tuple, list] = {}  # labels -> [count per bucket..., +Inf bucket, sum]
 
     def cell(self, key: tuple) -> list:
-        """The series of `key` (made on first use), for `_add`."""
+        """The series of `key` (made on first use), for `Metrics._observe`."""
         h = self.series.get(key)
         if h is None:
             h = self.series[key] = [0] * (len(self.bounds) + 1) + [0.0]
@@ -83,11 +83,6 @@ class _Hist:
                 buckets.append((name, running))
             f.add_metric(key, buckets, sum_value=h[-1])
         return f
-
-
-def _add(h: list, bounds: tuple, value: float) -> None:
-    h[bisect_left(bounds, value)] += 1  # bucket le=bound holds value <= bound
-    h[-1] += value
 
 
 def _made(slot: list, hist: _Hist) -> list:
@@ -151,13 +146,23 @@ class Metrics:
             cells = self._cells_for(shape)
         count, duration, ttft, tokens = cells
         count[0] += 1
-        _add(duration, DURATION_BUCKETS, row["duration_ms"] / 1000)
-        if row["ttfb_ms"] is not None:
-            _add(ttft[1] or _made(ttft, self.ttft), TTFT_BUCKETS, row["ttfb_ms"] / 1000)
+        # A histogram is [bucket counts..., sum]; bucket le=bound holds value <= bound. Written out here:
+        # a helper, called up to five times a request, was a third of this method's cost.
+        v = row["duration_ms"] / 1000
+        duration[bisect_left(DURATION_BUCKETS, v)] += 1
+        duration[-1] += v
+        v = row["ttfb_ms"]
+        if v is not None:
+            h = ttft[1] or _made(ttft, self.ttft)
+            v /= 1000
+            h[bisect_left(TTFT_BUCKETS, v)] += 1
+            h[-1] += v
         for slot in tokens:
-            n = row[slot[2]]
-            if n is not None:
-                _add(slot[1] or _made(slot, self.tokens), TOKEN_BUCKETS, n)
+            v = row[slot[2]]
+            if v is not None:
+                h = slot[1] or _made(slot, self.tokens)
+                h[bisect_left(TOKEN_BUCKETS, v)] += 1
+                h[-1] += v
         detail = row["attempts_detail"]
         if detail and len(detail) > 1:
             for pair in failovers(detail):
