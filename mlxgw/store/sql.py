@@ -101,6 +101,12 @@ class Database:
         self._sql: dict[str, str] = {}
         if self.sqlite:
             import sqlite3 as driver
+
+            # sqlite3 binds exact int/float/str directly; anything else, None and bool included, goes
+            # through its adapter lookup, whose failing attribute lookups raise and clear an exception
+            # per value (about 4k instructions an audit row). Registered adapters are found first.
+            driver.register_adapter(type(None), {}.get)  # None -> None, bound as NULL
+            driver.register_adapter(bool, int)
         elif self.url.partition("://")[0].split("+")[0] not in ("postgresql", "postgres"):
             raise StoreError(f"cannot use the database URL {self.where}: mlxgw stores live in SQLite or PostgreSQL",
                              "check --db / MLXGW_DB (sqlite:///PATH or postgresql://USER@HOST/DB)")
