@@ -23,6 +23,7 @@ import logging
 import asyncio
 
 from bisect import bisect_left
+from operator import itemgetter
 
 
 log = logging.getLogger("mlxgw.metrics")
@@ -85,6 +86,10 @@ class _Hist:
         return f
 
 
+# What decides a row's series (the labels `_cells_for` derives), read in one call.
+_SHAPE = itemgetter("route", "provider", "client_api", "backend_api", "status", "stream", "backend_model")
+
+
 def _made(slot: list, hist: _Hist) -> list:
     """The series of a [labels, None, ...] slot, made in `hist` and kept in the slot."""
     slot[1] = hist.cell(slot[0])
@@ -138,9 +143,7 @@ class Metrics:
             log.exception("metrics: cannot read audit row %s", row.get("id"))
 
     def _observe(self, row: dict) -> None:
-        status = row["status"]
-        shape = (row["route"], row["provider"], row["client_api"], row["backend_api"], status, row["stream"],
-                 row["backend_model"])
+        shape = _SHAPE(row)
         cells = self._cells.get(shape)
         if cells is None:
             cells = self._cells_for(shape)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from mlxgw.audit import queries
-from mlxgw.audit.writer import DEAD_LETTER, AuditWriter
+from mlxgw.audit.writer import DEAD_LETTER, AuditWriter, storable_row
 from mlxgw.server import ServerConfig
 from mlxgw.store.db import Store
 from tests.gateway_harness import apply_config, openai_config, running_gateway, wait_for_rows
@@ -90,6 +90,20 @@ async def test_rows_are_cleaned_when_recorded(home):
     # enforces VARCHAR lengths)
     assert stored["requested_model"].startswith("x\ufffdyyy") and len(stored["requested_model"]) == 200
     assert len(stored["error"]) == 2000 and "\ud800" not in stored["error"] and stored["route"] == "r\ufffd"
+
+
+def test_a_row_like_one_already_checked_is_still_cleaned_where_it_differs():
+    # The first row's texts are checked and remembered as fine; rows that repeat them skip the check.
+    first = storable_row(row(1, route="prefix:known-fine-"))
+    assert storable_row(row(2, route="prefix:known-fine-")) == {**first, **row(2, route="prefix:known-fine-")}
+    # ...but not their id (unique per row, checked on its own) nor any text that differs
+    bad_id = storable_row(row(3, route="prefix:known-fine-", id="r\x00" + "d" * 100))
+    assert bad_id["id"].startswith("r\ufffd") and len(bad_id["id"]) == 64 and "\x00" not in bad_id["id"]
+    bad_path = storable_row(row(4, route="prefix:known-fine-", path="/v1/\ud800"))
+    assert bad_path["path"] == "/v1/\ufffd" and bad_path["route"] == "prefix:known-fine-"
+    # a value that is no text (a caller's bug) is left as it was, as before the known-fine check
+    odd = storable_row(row(5, route=["not", "a", "text"]))
+    assert odd["route"] == ["not", "a", "text"]
 
 
 async def test_a_row_the_database_refuses_cannot_hold_back_the_others(home, caplog):
