@@ -33,16 +33,16 @@ COLUMNS = ("id", "ts", "client_api", "backend_api", "requested_model", "route", 
            "attempts", "stream", "status", "duration_ms", "ttfb_ms", "input_tokens", "output_tokens",
            "cached_tokens", "error", "attempts_detail", "failovers", "path")
 _DEFAULTS = {**dict.fromkeys(COLUMNS), "attempts": 1, "stream": False, "failovers": 0}
-_LIMITS = tuple(LIMITS.items())
+_ID_MAX = LIMITS["id"]
+_TEXT_LIMITS = tuple((k, n) for k, n in LIMITS.items() if k != "id")
 _COLUMN_SET = frozenset(COLUMNS)
 # The VARCHAR sizes PostgreSQL enforces (a model name may be 256 characters, its column keeps 200).
 _SIZES = (("requested_model", 200), ("backend_model", 200))
 _JSON = COLUMNS.index("attempts_detail")
 _ALL = itemgetter(*COLUMNS)
-# The text columns but the id, which is the gateway's own and unique: a request's route, provider,
-# models, path and error repeat from row to row, so a tuple of them checked once is known fine after.
-_TEXTS = itemgetter(*(k for k in LIMITS if k != "id"))
-_ID_MAX = LIMITS["id"]
+# The text columns but the id (the gateway's own, unique per row): a request's route, provider, models,
+# path and error repeat from row to row, so a tuple of them checked once is known fine after.
+_TEXTS = itemgetter(*(k for k, _ in _TEXT_LIMITS))
 _KNOWN_FINE: set[tuple] = set()
 _KNOWN_MAX = 4096  # tuples kept at most (a pathological mix of models only costs the check each time)
 
@@ -52,20 +52,22 @@ def storable_row(row: dict) -> dict:
     limit; the texts inside `attempts_detail` too. A row with every column is cleaned in place."""
     # One INSERT takes rows with one set of columns: a column a row leaves out gets its default.
     out = row if row.keys() == _COLUMN_SET else {**_DEFAULTS, **row}
+    rid = out["id"]
+    if rid.__class__ is str and not _fine(rid, _ID_MAX):
+        out["id"] = clip(storable(rid), _ID_MAX)
     texts = _TEXTS(out)
     try:
         known = texts in _KNOWN_FINE
-    except TypeError:  # a value that is neither text nor None (a caller's bug): the long way leaves it be
-        known = None
-    rid = out["id"]
-    if not known or rid.__class__ is str and not (len(rid) <= _ID_MAX and rid.isascii() and "\x00" not in rid):
+    except TypeError:  # a value neither text nor None (a caller's bug): checked below, never remembered
+        known, texts = False, None
+    if not known:
         fine = True
-        for key, limit in _LIMITS:  # `_fine`, inlined: nine calls a row were most of this loop's cost
+        for key, limit in _TEXT_LIMITS:  # `_fine`, inlined: eight calls a row were most of this loop's cost
             value = out[key]
             if value.__class__ is str and not (len(value) <= limit and value.isascii() and "\x00" not in value):
                 out[key] = clip(storable(value), limit)
                 fine = False
-        if fine and known is False:
+        if fine and texts is not None:
             if len(_KNOWN_FINE) >= _KNOWN_MAX:
                 _KNOWN_FINE.clear()
             _KNOWN_FINE.add(texts)
