@@ -47,6 +47,18 @@ class _Watch:
 
 
 _watches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loop -> its _Watch
+# The last one used: a weak-dict lookup per scope cost more than the rest of the scope. It keeps at most
+# one loop alive after its end (tests run several loops; a server has one).
+_last: _Watch | None = None
+
+
+def _watch_of(loop: asyncio.AbstractEventLoop) -> _Watch:
+    global _last
+    watch = _watches.get(loop)
+    if watch is None:
+        watch = _watches[loop] = _Watch(loop)
+    _last = watch
+    return watch
 
 
 class Deadline:
@@ -74,9 +86,9 @@ class Deadline:
             raise RuntimeError("deadline_at() must be used inside a task")
         self._task = task
         self._cancelling = task.cancelling()
-        watch = _watches.get(loop)
-        if watch is None:
-            watch = _watches[loop] = _Watch(loop)
+        watch = _last
+        if watch is None or watch.loop is not loop:  # (a process has one loop, tests several)
+            watch = _watch_of(loop)
         self._watch = watch
         watch.arm(self)
         return self

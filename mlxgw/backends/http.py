@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from mlxgw import __version__
 from mlxgw.backends.base import (
     ChatResult, Timeouts, UpstreamConnectError, UpstreamError, UpstreamProtocolError, UpstreamStatusError,
     UpstreamStream, UpstreamTimeout,
 )  # fmt: skip
 from mlxgw.backends.deadline import deadline_at
 from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
+
+USER_AGENT = f"mlxgw/{__version__}"
 
 
 class HttpClient:
@@ -35,9 +38,13 @@ class HttpClient:
             connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit_per_host,
                                              keepalive_timeout=self._keepalive, ttl_dns_cache=300)
             # No client-wide timeout: each request carries its backend's own (connect/first token/...).
+            # No cookie jar: a cookie one upstream answer sets (a cloud's load balancer does) must not ride
+            # on every later request, whoever's. The gateway's own User-Agent is a default header (an
+            # adapter's own one wins): asking aiohttp to skip its User-Agent instead made it build two
+            # header multidicts per request.
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                auto_decompress=True, skip_auto_headers=("User-Agent",), raise_for_status=False,
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None), auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": USER_AGENT}, raise_for_status=False,
             )
 
     async def close(self) -> None:
@@ -121,7 +128,7 @@ class Upstream:
         try:
             with deadline_at(deadline, loop) as scope:
                 resp = await self.http.session.post(url, data=dumps(body), headers=headers,
-                                                    timeout=self._ctimeout(t))
+                                                    timeout=self._client_timeouts.get(t.connect) or self._ctimeout(t))
                 # A non-streamed answer's first token is its body: the first_token deadline runs until
                 # the body starts; the rest of it must keep flowing (idle).
                 raw = await resp.content.readany()
@@ -162,7 +169,8 @@ class Upstream:
             try:
                 with deadline_at(deadline, loop):
                     resp = await self.http.session.post(url, data=dumps(body), headers=headers,
-                                                        timeout=self._ctimeout(t))
+                                                        timeout=self._client_timeouts.get(t.connect)
+                                                        or self._ctimeout(t))
                     sink.request_id = _request_id(resp.headers)
                     if resp.status >= 400:
                         raw = await resp.read()

@@ -15,9 +15,7 @@ import re
 try:  # pragma: no cover - depends on the environment
     import orjson
 
-    def dumps(obj) -> bytes:
-        return orjson.dumps(obj)
-
+    dumps = orjson.dumps  # itself, not a function calling it: one Python call less per use
     loads = orjson.loads
     DecodeError: tuple = (orjson.JSONDecodeError, ValueError, TypeError)
     # orjson reads bytes, and refuses invalid UTF-8 and lone surrogate escapes itself.

@@ -91,14 +91,10 @@ def _tries(notes: list[dict]) -> int:
 
 
 def _order(targets: tuple[Target, ...], rt, notes: list[dict]):
-    """The targets to try, in order, with whether a later one is still available: providers whose
-    breaker is open are skipped (noted), unless every target's is, then the first of them is tried."""
+    """The targets to try, in order, with whether a later one is still available, when some breaker is
+    open (else `Route.order`): providers whose breaker is open are skipped (noted), unless every target's
+    is, then the first of them is tried."""
     breakers = rt.breakers
-    if not breakers.active:  # every breaker closed (the usual case): each target in turn
-        last = len(targets) - 1
-        for i, t in enumerate(targets):
-            yield t, i < last
-        return
     providers = rt.snapshot.providers
     skipped: list[Target] = []
     tried = False
@@ -182,13 +178,14 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
     rec.attempts_detail = notes
     error: UpstreamError | None = None
     last: Pair | None = None
-    for target, later in _order(route.targets, rt, notes):
+    for target, later in _order(route.targets, rt, notes) if breakers.active else route.order:
         if notes:
             rec.failovers = len({n["target"] for n in notes if n["target"] != target.label})  # targets before it
         backend = rt.backends.get(target.provider)
-        backend_model = snap.backend_model(target, ex.model)
-        rec.provider, rec.backend_model = target.provider, backend_model
         provider = snap.providers.get(target.provider)
+        # (`Snapshot.backend_model`, written out: the provider is needed here anyway)
+        backend_model = target.model or (provider.resolve(ex.model) if provider is not None else ex.model)
+        rec.provider, rec.backend_model = target.provider, backend_model
         pair = dialect.pair_for(backend) if backend is not None else None
         if pair is None:
             reason = rt.unavailable.get(target.provider) or f"provider '{target.provider}' is not configured"
@@ -261,13 +258,14 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                 breakers.failure(target.provider, provider.cooldown if provider is not None else 0.0)
                 break
             breakers.success(target.provider)
-            note = {"target": target.label, "outcome": "ok", "ms": round((time.perf_counter() - began) * 1000, 1)}
+            now = time.perf_counter()
+            note = {"target": target.label, "outcome": "ok", "ms": round((now - began) * 1000, 1)}
             if fitted:
                 note["note"] = fitted
             if answer.pending is not None:
                 note["committed"] = "before the first token (keep-alives while the local engine prefills)"
             notes.append(note)
-            rec.ttfb_ms = (time.perf_counter() - t0) * 1000
+            rec.ttfb_ms = (now - t0) * 1000
             return answer
     if error is None:
         error = UpstreamConnectError(route.key, f"route '{route.key}' has no target")

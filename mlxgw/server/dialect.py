@@ -15,6 +15,7 @@ Adding a client API means adding one Dialect with its pairs and their stream tra
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,9 +92,12 @@ class Dialect(abc.ABC):
     def parse(self, req, raw: bytes, request_id: str) -> Exchange:
         """The request as an Exchange; the dialect's 400 ApiError naming the field when it is bad."""
 
-    async def prepare(self, ex: Exchange) -> None:
-        """Anything the request needs before routing that may wait (e.g. a stored conversation); raises
-        the dialect's ApiError when it cannot be had."""
+    def prepare(self, ex: Exchange) -> Awaitable[None] | None:
+        """Anything the request needs before routing that may wait (e.g. a stored conversation): a
+        dialect that has some returns the awaitable (an `async def` does), which raises the dialect's
+        ApiError when it cannot be had. None (this default): nothing to wait for, and no coroutine made
+        and awaited per request for nothing."""
+        return None
 
     def completed(self, ex: Exchange, out: dict) -> None:
         """A non-streamed answer `out` was sent (a pair's stream translator reports its own end)."""

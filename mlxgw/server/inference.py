@@ -69,7 +69,9 @@ class Inference:
             raw = await read_body(req, self.gw.config.max_body_bytes)
             ex = dialect.parse(req, raw, rec.id)
             rec.requested_model, rec.stream = ex.model, ex.stream
-            await dialect.prepare(ex)
+            waiting = dialect.prepare(ex)
+            if waiting is not None:
+                await waiting
             rt = self.gw.runtime
             route = rt.snapshot.route(ex.model)
             if route is None:
