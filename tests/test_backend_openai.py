@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+import mlxgw
 from mlxgw.backends import create
 from mlxgw.kinds import OPENAI_CHAT
 from mlxgw.backends.base import (
@@ -41,6 +42,18 @@ async def test_sends_provider_auth_org_project_and_extra_headers(http, upstream)
     h = upstream.last.headers
     assert h["authorization"] == "Bearer sk-provider"
     assert (h["openai-organization"], h["openai-project"], h["x-extra"]) == ("org-1", "proj-1", "1")
+
+
+async def test_a_cookie_an_upstream_sets_is_not_sent_on_later_requests(http, upstream):  # noqa: F811
+    # One client's answer must not leave state that rides on the next request, whoever's it is.
+    upstream.script(Reply(text="first", headers={"Set-Cookie": "__cf_bm=sentinel-cookie; Path=/"}))
+    # By name: aiohttp's default jar keeps no cookie from an IP address, so 127.0.0.1 would prove nothing.
+    b = backend(http, upstream.base_url.replace("127.0.0.1", "localhost"))
+    await b.call(OPENAI_CHAT, BODY, FAST)
+    await b.call(OPENAI_CHAT, BODY, FAST)
+    h = upstream.last.headers
+    assert "cookie" not in h
+    assert h["user-agent"] == f"mlxgw/{mlxgw.__version__}"
 
 
 async def test_openai_kind_defaults_to_the_cloud_and_other_kinds_say_why_not(http):
