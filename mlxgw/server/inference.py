@@ -102,7 +102,7 @@ class Inference:
         except Exception as exc:  # a bug: answered as a plain 500 by the error handler, audited here
             self._finish(rec, t0, 500, f"internal error: {type(exc).__name__}")
             raise
-        self._finish(rec, t0, 200)
+        finish(self.gw, rec, t0, 200)
 
     def _finish(self, rec: AuditRecord, t0: float, status: int, error: str | None = None) -> None:
         finish(self.gw, rec, t0, status, error)
