@@ -29,11 +29,10 @@ class _Watch:
         self.scopes: dict[Deadline, None] = {}  # an insertion-ordered set
         self.ticking = False
 
-    def arm(self, scope: Deadline) -> None:
-        self.scopes[scope] = None
-        if not self.ticking:
-            self.ticking = True
-            self.loop.call_later(TICK, self._tick)
+    def start(self) -> None:
+        """Tick from now on, while any scope is armed (a scope arms itself: `Deadline.__enter__`)."""
+        self.ticking = True
+        self.loop.call_later(TICK, self._tick)
 
     def _tick(self) -> None:
         now = self.loop.time()
@@ -62,7 +61,9 @@ def _watch_of(loop: asyncio.AbstractEventLoop) -> _Watch:
 
 
 class Deadline:
-    """One scope; `reschedule(when)` moves its deadline (a loop.time() value)."""
+    """`deadline_at(when, loop=None)`: a scope that raises TimeoutError once the loop's clock passes `when`
+    (up to TICK later); `loop`: the running loop, when the caller has it. `reschedule(when)` moves its
+    deadline (a loop.time() value)."""
 
     __slots__ = ("when", "_loop", "_task", "_cancelling", "_expired", "_watch")
 
@@ -90,7 +91,9 @@ class Deadline:
         if watch is None or watch.loop is not loop:  # (a process has one loop, tests several)
             watch = _watch_of(loop)
         self._watch = watch
-        watch.arm(self)
+        watch.scopes[self] = None  # armed (written out here, not a method call: a stream arms one per read)
+        if not watch.ticking:
+            watch.start()
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -106,7 +109,4 @@ class Deadline:
         self._task.cancel()
 
 
-def deadline_at(when: float, loop: asyncio.AbstractEventLoop | None = None) -> Deadline:
-    """A scope that raises TimeoutError once the loop's clock passes `when` (up to TICK later); `loop`:
-    the running loop, when the caller has it."""
-    return Deadline(when, loop)
+deadline_at = Deadline  # the class itself, not a function making one: one call less per scope
