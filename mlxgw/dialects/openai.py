@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 from mlxgw.dialects.jsonfast import BodyError, DecodeError, dumps, loads, parse_body
-from mlxgw.dialects.shapes import ShapeError, check_openai
+from mlxgw.dialects.shapes import OPENAI_TOP_PLAIN, ShapeError, check_openai
 from mlxgw.text import MAX_MODEL_NAME
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -73,6 +73,45 @@ def parse_request(raw: bytes) -> dict:
             f"We could not parse the JSON body of your request: {exc.reason}. The body must be valid JSON.",
             code="invalid_json",
         ) from None
+    if not _plain(body):  # the full checks only for a body out of the common: they name its first problem
+        _check_request(body)
+    return body
+
+
+# Per top-level field checked, the types its value may have and need no further look (see _plain).
+_PLAIN_TOP = {**OPENAI_TOP_PLAIN, "stream_options": frozenset((dict, type(None)))}
+_PLAIN_KEYS = frozenset(_PLAIN_TOP)
+_BOOL_OR_NONE = frozenset((bool, type(None)))
+
+
+def _plain(body) -> bool:
+    """Is `body` a common request, one that passes every check of `_check_request`? Answered in one pass
+    over the few fields such a body has, since this runs for every request; `_check_request` walks the
+    body only when the answer is no, so an error is the same one, in the same words, as ever."""
+    if not isinstance(body, dict):
+        return False
+    model = body.get("model")
+    messages = body.get("messages")
+    if (not isinstance(model, str) or len(model) > MAX_MODEL_NAME or not model.strip()
+            or not isinstance(messages, list) or not messages or type(body.get("stream")) not in _BOOL_OR_NONE):
+        return False
+    for key in _PLAIN_KEYS.intersection(body):  # the fields present that have a type to check: few, often none
+        if type(body[key]) not in _PLAIN_TOP[key]:
+            return False
+    # A role and a string content, nothing else: the common message has no other field to check. This runs
+    # for every message of every request, so a message that is not an object is not tested for: it has no
+    # len() (a number, null) or no .get() (a string, an array).
+    try:
+        for m in messages:
+            if len(m) != 2 or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
+                return False
+    except (TypeError, AttributeError):
+        return False
+    return True
+
+
+def _check_request(body) -> None:
+    """RequestError naming the first problem of `body`, if it has one."""
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.", code="invalid_json")
     model = body.get("model")
@@ -103,7 +142,6 @@ def parse_request(raw: bytes) -> dict:
         check_openai(body)
     except ShapeError as exc:
         raise RequestError(exc.message, exc.param, "invalid_type") from None
-    return body
 
 
 def wants_usage(body: dict) -> bool:

@@ -74,6 +74,17 @@ OPENAI_TOP = {"temperature": "a number", "top_p": "a number", "presence_penalty"
               "response_format": "an object", "metadata": "an object"}
 
 
+# Per top-level field, the types its value may have and need no further look: the fast path of a request's
+# checks (openai.parse_request) accepts a body in one pass when every field it has is one of these. Any other
+# value, a tools list, a tool_choice object or a response_format included, takes the full walk below, which
+# names the problem if there is one. `None` counts as absent, as everywhere here.
+_NO_FURTHER_LOOK = {"a number": (int, float), "an integer": (int,), "a boolean": (bool,), "a string": (str,),
+                    "a string or an array of strings": (str,), "a string or an object": (str,), "an object": (dict,),
+                    "an array": ()}
+OPENAI_TOP_PLAIN = {key: frozenset((type(None), *_NO_FURTHER_LOOK[kind])) for key, kind in OPENAI_TOP.items()}
+OPENAI_TOP_PLAIN["response_format"] = frozenset((type(None),))  # its `type` is checked too
+
+
 OPENAI_TOOL = {"type": "a string", "function": "an object"}
 OPENAI_FUNCTION = {"name": "a string", "description": "a string", "parameters": "an object"}
 OPENAI_MESSAGE = {"name": "a string", "tool_call_id": "a string", "tool_calls": "an array", "refusal": "a string",
