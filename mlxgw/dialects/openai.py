@@ -10,6 +10,7 @@ Everything is a pure function over dicts and bytes; the server and the backends 
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 import uuid
@@ -147,19 +148,20 @@ def _check_request(body) -> None:
 def wants_usage(body: dict) -> bool:
     """Did the client ask for the final usage chunk of a stream?"""
     opts = body.get("stream_options")
-    return bool(isinstance(opts, dict) and opts.get("include_usage"))
+    return opts is not None and isinstance(opts, dict) and bool(opts.get("include_usage"))  # usually absent
 
 
 def upstream_request(body: dict, backend_model: str) -> dict:
     """The body sent upstream: the backend's model name, and on streams always `include_usage` so the
     audit log gets token counts even when the client did not ask for them. The client's dict is untouched."""
-    out = dict(body)
-    out["model"] = backend_model
+    out = {**body, "model": backend_model}
     if body.get("stream"):
-        opts = dict(body.get("stream_options") or {})
-        opts["include_usage"] = True
-        out["stream_options"] = opts
+        opts = body.get("stream_options")
+        out["stream_options"] = {**opts, "include_usage": True} if opts else {"include_usage": True}
     return out
+
+
+_ROLE = operator.methodcaller("get", "role")
 
 
 def developer_to_system(body: dict) -> dict:
@@ -167,8 +169,14 @@ def developer_to_system(body: dict) -> dict:
     engines' chat templates know only system/user/assistant/tool). The client's dict is untouched; the
     same dict comes back when nothing changes."""
     messages = body.get("messages")
-    if not isinstance(messages, list) or not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+    if not isinstance(messages, list):
         return body
+    try:  # the roles looked at in C: this runs for every request to such a backend, and rarely finds one
+        if "developer" not in map(_ROLE, messages):
+            return body
+    except AttributeError:  # a message that is not an object (parse_request lets none through)
+        if not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+            return body
     return {**body, "messages": [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
                                  for m in messages]}
 
