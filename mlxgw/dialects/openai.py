@@ -83,6 +83,7 @@ def parse_request(raw: bytes) -> dict:
 _PLAIN_TOP = {**OPENAI_TOP_PLAIN, "stream_options": frozenset((dict, type(None)))}
 _PLAIN_KEYS = frozenset(_PLAIN_TOP)
 _BOOL_OR_NONE = frozenset((bool, type(None)))
+_ROLE_CONTENT = frozenset(("role", "content"))
 
 
 def _plain(body) -> bool:
@@ -101,12 +102,12 @@ def _plain(body) -> bool:
             return False
     # A role and a string content, nothing else: the common message has no other field to check. This runs
     # for every message of every request, so a message that is not an object is not tested for: it has no
-    # len() (a number, null) or no .get() (a string, an array).
+    # .keys() (a string, an array, a number, null).
     try:
         for m in messages:
-            if len(m) != 2 or not isinstance(m.get("content"), str) or not isinstance(m.get("role"), str):
+            if m.keys() != _ROLE_CONTENT or not isinstance(m["role"], str) or not isinstance(m["content"], str):
                 return False
-    except (TypeError, AttributeError):
+    except AttributeError:
         return False
     return True
 
