@@ -15,9 +15,7 @@ import re
 try:  # pragma: no cover - depends on the environment
     import orjson
 
-    def dumps(obj) -> bytes:
-        return orjson.dumps(obj)
-
+    dumps = orjson.dumps  # itself, not wrapped: a Python call less for every body and chunk sent
     loads = orjson.loads
     DecodeError: tuple = (orjson.JSONDecodeError, ValueError, TypeError)
     # orjson reads bytes, and refuses invalid UTF-8 and lone surrogate escapes itself.

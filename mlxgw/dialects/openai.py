@@ -74,7 +74,7 @@ def parse_request(raw: bytes) -> dict:
             f"We could not parse the JSON body of your request: {exc.reason}. The body must be valid JSON.",
             code="invalid_json",
         ) from None
-    if not _plain(body):  # the full checks only for a body out of the common: they name its first problem
+    if not _plain(body):  # the full checks only for an uncommon body: they name its first problem
         _check_request(body)
     return body
 
@@ -149,7 +149,7 @@ def _check_request(body) -> None:
 def wants_usage(body: dict) -> bool:
     """Did the client ask for the final usage chunk of a stream?"""
     opts = body.get("stream_options")
-    return opts is not None and isinstance(opts, dict) and bool(opts.get("include_usage"))  # usually absent
+    return opts is not None and isinstance(opts, dict) and bool(opts.get("include_usage"))  # mostly absent
 
 
 def upstream_request(body: dict, backend_model: str) -> dict:
@@ -162,7 +162,7 @@ def upstream_request(body: dict, backend_model: str) -> dict:
     return out
 
 
-_ROLE = operator.methodcaller("get", "role")
+_ROLE = operator.methodcaller("get", "role")  # a message's role, called from C
 
 
 def developer_to_system(body: dict) -> dict:
