@@ -10,13 +10,14 @@ Everything is a pure function over dicts and bytes; the server and the backends 
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 import uuid
 from dataclasses import dataclass
 
 from mlxgw.dialects.jsonfast import BodyError, DecodeError, dumps, loads, parse_body
-from mlxgw.dialects.shapes import ShapeError, check_openai
+from mlxgw.dialects.shapes import OPENAI_TOP_PLAIN, ShapeError, check_openai
 from mlxgw.text import MAX_MODEL_NAME
 
 FINISH_REASONS = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})
@@ -73,6 +74,46 @@ def parse_request(raw: bytes) -> dict:
             f"We could not parse the JSON body of your request: {exc.reason}. The body must be valid JSON.",
             code="invalid_json",
         ) from None
+    if not _plain(body):  # the full checks only for an uncommon body: they name its first problem
+        _check_request(body)
+    return body
+
+
+# Per top-level field checked, the types its value may have and need no further look (see _plain).
+_PLAIN_TOP = {**OPENAI_TOP_PLAIN, "stream_options": frozenset((dict, type(None)))}
+_PLAIN_KEYS = frozenset(_PLAIN_TOP)
+_BOOL_OR_NONE = frozenset((bool, type(None)))
+_ROLE_CONTENT = frozenset(("role", "content"))
+
+
+def _plain(body) -> bool:
+    """Is `body` a common request, one that passes every check of `_check_request`? Answered in one pass
+    over the few fields such a body has, since this runs for every request; `_check_request` walks the
+    body only when the answer is no, so an error is the same one, in the same words, as ever."""
+    if not isinstance(body, dict):
+        return False
+    model = body.get("model")
+    messages = body.get("messages")
+    if (not isinstance(model, str) or len(model) > MAX_MODEL_NAME or not model.strip()
+            or not isinstance(messages, list) or not messages or type(body.get("stream")) not in _BOOL_OR_NONE):
+        return False
+    for key in _PLAIN_KEYS.intersection(body):  # the fields present that have a type to check: few, often none
+        if type(body[key]) not in _PLAIN_TOP[key]:
+            return False
+    # A role and a string content, nothing else: the common message has no other field to check. This runs
+    # for every message of every request, so a message that is not an object is not tested for: it has no
+    # .keys() (a string, an array, a number, null).
+    try:
+        for m in messages:
+            if m.keys() != _ROLE_CONTENT or not isinstance(m["role"], str) or not isinstance(m["content"], str):
+                return False
+    except AttributeError:
+        return False
+    return True
+
+
+def _check_request(body) -> None:
+    """RequestError naming the first problem of `body`, if it has one."""
     if not isinstance(body, dict):
         raise RequestError("The request body must be a JSON object.", code="invalid_json")
     model = body.get("model")
@@ -103,25 +144,25 @@ def parse_request(raw: bytes) -> dict:
         check_openai(body)
     except ShapeError as exc:
         raise RequestError(exc.message, exc.param, "invalid_type") from None
-    return body
 
 
 def wants_usage(body: dict) -> bool:
     """Did the client ask for the final usage chunk of a stream?"""
     opts = body.get("stream_options")
-    return bool(isinstance(opts, dict) and opts.get("include_usage"))
+    return opts is not None and isinstance(opts, dict) and bool(opts.get("include_usage"))  # mostly absent
 
 
 def upstream_request(body: dict, backend_model: str) -> dict:
     """The body sent upstream: the backend's model name, and on streams always `include_usage` so the
     audit log gets token counts even when the client did not ask for them. The client's dict is untouched."""
-    out = dict(body)
-    out["model"] = backend_model
+    out = {**body, "model": backend_model}
     if body.get("stream"):
-        opts = dict(body.get("stream_options") or {})
-        opts["include_usage"] = True
-        out["stream_options"] = opts
+        opts = body.get("stream_options")
+        out["stream_options"] = {**opts, "include_usage": True} if opts else {"include_usage": True}
     return out
+
+
+_ROLE = operator.methodcaller("get", "role")  # a message's role, called from C
 
 
 def developer_to_system(body: dict) -> dict:
@@ -129,8 +170,14 @@ def developer_to_system(body: dict) -> dict:
     engines' chat templates know only system/user/assistant/tool). The client's dict is untouched; the
     same dict comes back when nothing changes."""
     messages = body.get("messages")
-    if not isinstance(messages, list) or not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+    if not isinstance(messages, list):
         return body
+    try:  # the roles looked at in C: this runs for every request to such a backend, and rarely finds one
+        if "developer" not in map(_ROLE, messages):
+            return body
+    except AttributeError:  # a message that is not an object (parse_request lets none through)
+        if not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+            return body
     return {**body, "messages": [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
                                  for m in messages]}
 
