@@ -24,6 +24,7 @@ import logging
 import asyncio
 
 from bisect import bisect_right
+from collections import defaultdict
 from functools import partial
 from itertools import repeat
 from operator import add, is_not, itemgetter, sub, truediv
@@ -134,7 +135,7 @@ class Metrics:
                             "gen_ai_provider_name", "gen_ai_response_model", "gen_ai_token_type"), TOKEN_BUCKETS)
         self.failovers: dict[tuple, int] = {}
         self.errors = 0
-        self._pending: dict[tuple, list] = {}  # a row's shape -> the values of its rows not yet added
+        self._pending: defaultdict[tuple, list] = defaultdict(list)  # a shape -> its rows' values not yet added
         self._left = FOLD_EVERY  # rows until the next fold
 
     @property
@@ -155,11 +156,7 @@ class Metrics:
         """Count one finished request from its audit row. Never raises (a metrics bug must not fail a
         request or lose its audit row)."""
         try:
-            shape = _SHAPE(row)
-            points = self._pending.get(shape)
-            if points is None:
-                points = self._pending[shape] = []
-            points.append(_POINT(row))
+            self._pending[_SHAPE(row)].append(_POINT(row))
             detail = row["attempts_detail"]
             if detail and len(detail) > 1:
                 for pair in failovers(detail):
@@ -173,7 +170,7 @@ class Metrics:
 
     def fold(self) -> None:
         """Add the rows pending to their series (every FOLD_EVERY rows, and before a scrape)."""
-        pending, self._pending, self._left = self._pending, {}, FOLD_EVERY
+        pending, self._pending, self._left = self._pending, defaultdict(list), FOLD_EVERY
         for shape, points in pending.items():
             try:
                 self._fold(shape, points)
