@@ -3,7 +3,6 @@ it is complete (`row()`), queued for the batched writer."""
 
 from __future__ import annotations
 
-from operator import attrgetter
 from time import time
 
 
@@ -52,10 +51,12 @@ class AuditRecord:
         self.input_tokens, self.output_tokens, self.cached_tokens = tokens
 
     def row(self) -> dict:
-        return dict(zip(_NAMES, _VALUES(self)))
+        # The defaults, then what this request set: the instance's own attributes are its fields only (the
+        # constructor checks the names it is given). Two dict merges in C, a third of reading 20 attributes.
+        return {**_DEFAULTS, **self.__dict__}
 
 
-# The fields in their declared order (as dataclasses.fields() listed them).
+# The fields in their declared order (as dataclasses.fields() listed them), with their defaults.
 _NAMES = tuple(AuditRecord.__annotations__)
 _FIELDS = frozenset(_NAMES)
-_VALUES = attrgetter(*_NAMES)  # one C call for every field's value
+_DEFAULTS = {name: getattr(AuditRecord, name, None) for name in _NAMES}
