@@ -172,6 +172,8 @@ class Metrics:
         """Add the rows pending to their series (every FOLD_EVERY rows, and before a scrape)."""
         pending, self._pending, self._left = self._pending, defaultdict(list), FOLD_EVERY
         for shape, points in pending.items():
+            if not points:  # a row that failed between its shape and its values
+                continue
             try:
                 self._fold(shape, points)
             except Exception:  # a shape no series can have (a caller's bug): its rows are not counted
