@@ -51,8 +51,7 @@ _KNOWN_MAX = 4096  # tuples kept at most (a pathological mix of models only cost
 def storable_row(row: dict) -> dict:
     """`row` with every text a database accepts: lone surrogates and NULs replaced, cut to its column's
     limit; the texts inside `attempts_detail` too. A row with every column is cleaned in place."""
-    # One INSERT takes rows with one set of columns: a column a row leaves out gets its default.
-    out = row if row.keys() == _COLUMN_SET else {**_DEFAULTS, **row}
+    out = row if row.keys() == _COLUMN_SET else _complete(row)
     rid = out["id"]  # checked on its own (unique per row), `_fine` inlined
     if rid.__class__ is str and not (len(rid) <= _ID_MAX and rid.isascii() and "\x00" not in rid):
         out["id"] = clip(storable(rid), _ID_MAX)
@@ -78,6 +77,17 @@ def storable_row(row: dict) -> dict:
             {k: clip(storable(v), MAX_ERROR_TEXT) if isinstance(v, str) else v for k, v in a.items()}
             if isinstance(a, dict) else a for a in detail]
     return out
+
+
+def _complete(row: dict) -> dict:
+    """`row` with the columns of the table and no other key. One INSERT takes rows with one set of columns:
+    a column a row leaves out gets its default. A key that is no column is a caller's bug (a typo in an
+    AuditRecord attribute): logged, and dropped rather than kept where no one would see it."""
+    extra = row.keys() - _COLUMN_SET
+    if not extra:
+        return {**_DEFAULTS, **row}
+    log.error("audit row %s: not columns, dropped: %s", row.get("id"), ", ".join(sorted(map(repr, extra))))
+    return {**_DEFAULTS, **{k: v for k, v in row.items() if k in _COLUMN_SET}}
 
 
 def _fine(text: str, limit: int) -> bool:
