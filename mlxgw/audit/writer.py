@@ -95,7 +95,7 @@ def _fine(text: str, limit: int) -> bool:
     return len(text) <= limit and text.isascii() and "\x00" not in text
 
 
-_IS_TEXT = str.__instancecheck__  # isinstance(v, str) as a callable C's filter() runs with no bytecode of ours
+_IS_TEXT = str.__instancecheck__  # isinstance(v, str) as one callable: filter() runs it in C, no bytecode
 
 
 def _attempts_fine(detail: list) -> bool:

@@ -31,7 +31,7 @@ class AuditRecord:
     error: str | None = None
     path: str | None = None  # the request path (kept short by the writer)
 
-    def __init__(self, id: str, client_api: str, path: str | None = None, **fields):
+    def __init__(self, id: str, client_api: str, *, path: str | None = None, **fields):
         self.id = id
         self.client_api = client_api
         self.path = path
