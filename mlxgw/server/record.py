@@ -3,13 +3,13 @@ it is complete (`row()`), queued for the batched writer."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, fields
-from operator import attrgetter
+from time import time
 
 
-@dataclass(slots=True)
 class AuditRecord:
+    """A plain class, not a dataclass: the fields' defaults are class attributes, so making one (once per
+    request) sets only what the request gives, not all twenty fields (78 bytecodes down to 18)."""
+
     id: str
     client_api: str  # the client's wire (mlxgw.kinds)
     ts: float = 0.0
@@ -31,16 +31,33 @@ class AuditRecord:
     error: str | None = None
     path: str | None = None  # the request path (kept short by the writer)
 
-    def __post_init__(self):
-        if not self.ts:
-            self.ts = time.time()
+    def __init__(self, id: str, client_api: str, *, path: str | None = None, **fields):
+        self.id = id
+        self.client_api = client_api
+        self.path = path
+        self.ts = time()
+        if fields:  # the other fields by name, as a dataclass would take them (ts=0 means now)
+            unknown = fields.keys() - _FIELDS
+            if unknown:
+                raise TypeError(f"AuditRecord has no field {', '.join(sorted(unknown))}")
+            self.__dict__.update(fields)
+            if not self.ts:
+                self.ts = time()
+
+    def __repr__(self) -> str:
+        return f"AuditRecord({', '.join(f'{k}={v!r}' for k, v in self.row().items())})"
 
     def set_tokens(self, tokens: tuple) -> None:
         self.input_tokens, self.output_tokens, self.cached_tokens = tokens
 
     def row(self) -> dict:
-        return dict(zip(_NAMES, _VALUES(self)))
+        # The defaults, then what this request set: two dict merges in C, a third of the CPU of reading 20
+        # attributes. An attribute that is no field (a typo a slots dataclass would have refused) comes
+        # along; the audit writer logs and drops it (mlxgw.audit.writer.storable_row).
+        return {**_DEFAULTS, **self.__dict__}
 
 
-_NAMES = tuple(f.name for f in fields(AuditRecord))
-_VALUES = attrgetter(*_NAMES)  # one C call for every field's value
+# The fields in their declared order (as dataclasses.fields() listed them), with their defaults.
+_NAMES = tuple(AuditRecord.__annotations__)
+_FIELDS = frozenset(_NAMES)
+_DEFAULTS = {name: getattr(AuditRecord, name, None) for name in _NAMES}
