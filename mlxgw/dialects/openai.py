@@ -10,6 +10,7 @@ Everything is a pure function over dicts and bytes; the server and the backends 
 
 from __future__ import annotations
 
+import operator
 import re
 import time
 import uuid
@@ -262,47 +263,68 @@ def response(body: dict, model: str) -> dict:
     return out
 
 
-def response_as_is(body: dict) -> bool:
-    """Whether `response()` would leave this chat completion exactly as it is (then the upstream's bytes
-    can go to the client as they came), checked without building anything; a test keeps it in step."""
-    if type(body.get("id")) is not str or not body["id"] or body.get("object") != "chat.completion" \
-            or type(body.get("created")) is not int or type(body.get("model")) is not str or not body["model"]:
-        return False
-    for key in ("system_fingerprint", "service_tier"):
-        if key in body and type(body[key]) is not str:
-            return False
-    if "usage" in body and not _usage_as_is(body["usage"]):
-        return False
-    choices = body.get("choices")
-    if type(choices) is not list:
-        return False
-    for ch in choices:
-        if type(ch) is not dict or type(ch.get("index")) is not int or "logprobs" not in ch or ch["logprobs"] is not None:
-            return False
-        fr = ch.get("finish_reason")
-        msg = ch.get("message")
-        if type(fr) is not str or fr not in FINISH_REASONS or type(msg) is not dict or msg.get("role") != "assistant":
-            return False
-        content, refusal = msg.get("content"), msg.get("refusal", 0)
-        if content is not None and type(content) is not str or refusal is not None and type(refusal) is not str:
-            return False
-        if "tool_calls" in msg or "function_call" in msg and type(msg["function_call"]) is not dict \
-                or "audio" in msg and msg["audio"] is None \
-                or "annotations" in msg and type(msg["annotations"]) is not list:
-            return False
-    return True
+_ANSWER_FIELDS = operator.itemgetter("id", "object", "created", "model", "choices")
+_CHOICE_FIELDS = operator.itemgetter("index", "logprobs", "finish_reason", "message")
+_MESSAGE_FIELDS = operator.itemgetter("role", "content", "refusal")
+_USAGE_FIELDS = operator.itemgetter("prompt_tokens", "completion_tokens", "total_tokens")
+_JUST_INT = frozenset({int})
 
 
-def _usage_as_is(u) -> bool:
-    if type(u) is not dict:
-        return False
-    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
-        if type(u.get(key)) is not int:
-            return False
-    for key in ("prompt_tokens_details", "completion_tokens_details"):
-        if key in u and (type(u[key]) is not dict or any(type(v) is not int for v in u[key].values())):
-            return False
-    return True
+def response_as_is(body: dict) -> tuple | None:
+    """None when `response()` would change this chat completion, else its token counts (see `tokens`): then
+    the upstream's bytes can go to the client as they came. Checked without building anything, fields
+    read at once (itemgetter: a missing one raises KeyError, a value that is no object TypeError, and
+    both mean the long way); a test keeps it in step with `response()`."""
+    try:
+        id_, kind, created, model, choices = _ANSWER_FIELDS(body)
+        if kind != "chat.completion" or type(id_) is not str or not id_ or type(created) is not int \
+                or type(model) is not str or not model or type(choices) is not list \
+                or "system_fingerprint" in body and type(body["system_fingerprint"]) is not str \
+                or "service_tier" in body and type(body["service_tier"]) is not str:
+            return None
+        for ch in choices:
+            index, logprobs, finish, msg = _CHOICE_FIELDS(ch)
+            role, content, refusal = _MESSAGE_FIELDS(msg)
+            # (FINISH_REASONS holds only strings; an unhashable finish reason raises TypeError)
+            if type(index) is not int or logprobs is not None or finish not in FINISH_REASONS \
+                    or role != "assistant" or content is not None and type(content) is not str \
+                    or refusal is not None and type(refusal) is not str \
+                    or len(msg) > 3 and not _message_extras_as_is(msg):
+                return None
+    except (KeyError, TypeError):
+        return None
+    return _usage_tokens(body["usage"]) if "usage" in body else (None, None, None)
+
+
+def _message_extras_as_is(msg: dict) -> bool:
+    """Whether `response()` keeps a message's fields beyond role, content and refusal as they are."""
+    return "tool_calls" not in msg and ("function_call" not in msg or type(msg["function_call"]) is dict) \
+        and ("audio" not in msg or msg["audio"] is not None) \
+        and ("annotations" not in msg or type(msg["annotations"]) is list)
+
+
+def _usage_tokens(u) -> tuple | None:
+    """The token counts (see `tokens`) of a usage object `usage()` would leave as it is, else None."""
+    try:
+        p, c, t = _USAGE_FIELDS(u)
+    except (KeyError, TypeError):  # a count missing, or no object
+        return None
+    if type(p) is not int or type(c) is not int or type(t) is not int:
+        return None
+    cached = None
+    if "prompt_tokens_details" in u:
+        details = u["prompt_tokens_details"]
+        if not _ints(details):
+            return None
+        cached = details.get("cached_tokens")
+    if "completion_tokens_details" in u and not _ints(u["completion_tokens_details"]):
+        return None
+    return p, c, cached
+
+
+def _ints(details) -> bool:
+    """Whether a usage details object holds only integers (the types of its values, gathered in C)."""
+    return type(details) is dict and set(map(type, details.values())) <= _JUST_INT
 
 
 def chunk(body: dict, model: str, fallback_id: str, created: int, keep_usage: bool) -> dict:
