@@ -683,16 +683,19 @@ class SSEParser:
                 and chunk.find(b"\n") == len(chunk) - 2 and b"\r" not in chunk:
             return [chunk[6:-2]]
         buf = held + chunk if held else chunk
+        # Only the held bytes' last one can start a "\n\n" not searched before (the rest had none)...
+        start = len(held) - 1 if held else 0
         if b"\r" in chunk or held.endswith(b"\r"):
             if buf.endswith(b"\r"):  # a \r\n may be split across chunks: wait for the next byte
                 self._buf = buf
                 return []
+            if held.endswith(b"\r"):  # ...but bytes held as they came (this wait) shrink when converted
+                start = 0
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        # Only the held bytes' last one can start a "\n\n" not searched before (the rest had none).
-        if buf.find(b"\n\n", len(held) - 1 if held else 0) < 0:
+        end = buf.rfind(b"\n\n", start)  # the last event's end, searched for in the new bytes only
+        if end < 0:
             self._buf = buf
             return []
-        end = buf.rfind(b"\n\n")
         done, self._buf = buf[:end], buf[end + 2:]
         # The common stream, only `data: ` lines each ending an event: every newline is in a separator.
         if done.startswith(b"data: "):
