@@ -15,6 +15,7 @@ import yaml
 
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.anthropic.streams import OpenAIToAnthropicStream
+from mlxgw.dialects.jsonfast import loads
 from mlxgw.server import relays
 from mlxgw.server.relays import OpenAIRelay, OpenAIToAnthropicRelay
 
@@ -91,14 +92,13 @@ def run(relay, raw: bytes, size: int, learn: bool, monkeypatch) -> tuple[bytes, 
     """The client bytes, and how many events were parsed: the fast path renders an event without it (so
     the fast path was taken as often as the run that never learns parsed more)."""
     parsed = []
-    decode = relays._decode
 
     def counted(data):
         parsed.append(1)
-        return decode(data)
+        return loads(data)
 
     with monkeypatch.context() as m:
-        m.setattr(relays, "_decode", counted)
+        m.setattr(relays, "loads", counted)  # what the relays parse events with
         if not learn:
             m.setattr(oa.ContentShape, "learn", lambda *a, **k: None)
         out = b""

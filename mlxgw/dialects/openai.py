@@ -287,7 +287,7 @@ def response_as_is(body: dict) -> tuple | None:
             role, content, refusal = _MESSAGE_FIELDS(msg)
             # (FINISH_REASONS holds only strings; an unhashable finish reason raises TypeError)
             if type(index) is not int or logprobs is not None or finish not in FINISH_REASONS \
-                    or role != "assistant" or content is not None and type(content) is not str \
+                    or role != "assistant" or type(content) is not str and content is not None \
                     or refusal is not None and type(refusal) is not str \
                     or len(msg) > 3 and not _message_extras_as_is(msg):
                 return None

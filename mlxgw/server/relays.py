@@ -88,8 +88,11 @@ class OpenAIRelay(SSETranslator):
                 self.finished = True
                 out.append(oa.DONE)
                 break
-            obj = _decode(data)
-            if obj is None:
+            try:  # (`_decode`, inlined)
+                obj = loads(data)
+            except DecodeError:
+                continue  # keep-alive noise or a broken line: nothing a client can use
+            if type(obj) is not dict:
                 continue
             if "error" in obj:
                 self.error = _err_message(obj["error"])
