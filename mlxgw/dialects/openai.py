@@ -450,6 +450,9 @@ def _tool_call_deltas_as_is(calls) -> bool:
     return True
 
 
+# Bytes looked for with `in` as their values: bytes.__contains__ tries its operand as an integer first, and
+# the TypeError a bytes operand raises there (formatted, then cleared) costs ten times the search itself.
+_CR, _LF, _BACKSLASH = b"\r\n\\"
 # One JSON string body, exactly: unescaped printable ASCII, the escapes JSON allows but a \\u surrogate
 # (a lone one would not decode; a pair takes the long way, which checks it), and well-formed UTF-8.
 STRING_BODY = re.compile(
@@ -495,8 +498,8 @@ class ContentShape:
 
     `parts` holds what `text()` and `convert()` read, in one tuple a hot loop can unpack into locals
     (OpenAIRelay does, around its own copy of `convert`): (head, tail, cut_head, cut_tail, out_head,
-    out_tail), the text being data[cut_head:cut_tail]. Its head is () while nothing is learnt: no bytes
-    start with an empty tuple of prefixes, so nothing matches without a test of its own."""
+    out_tail), the text being data[cut_head:cut_tail]. Its head is () while nothing is learnt, which no
+    bytes equal, so nothing matches without a test of its own."""
 
     __slots__ = ("head", "tail", "parts")
 
@@ -536,7 +539,7 @@ class ContentShape:
         """The raw JSON string body of `data`'s text when `data` has the learnt shape, else None. Plain
         ASCII text is checked with one class run, only other text with the JSON-string grammar."""
         head, tail, cut_head, cut_tail, _, _ = self.parts
-        if not data.startswith(head) or not data.endswith(tail):
+        if data[:cut_head] != head or data[cut_tail:] != tail:  # (see SSEParser.feed: slices cost less)
             return None
         middle = data[cut_head:cut_tail]  # empty when the ends overlap: neither regex takes it
         if PLAIN_TEXT.fullmatch(middle) is None and STRING_BODY.fullmatch(middle) is None:
@@ -556,7 +559,7 @@ class ContentShape:
     @staticmethod
     def decode(middle: bytes) -> str:
         """The text of a middle `text()` returned."""
-        return middle.decode("ascii") if middle.isascii() and b"\\" not in middle else loads(b'"' + middle + b'"')
+        return middle.decode("ascii") if middle.isascii() and _BACKSLASH not in middle else loads(b'"' + middle + b'"')
 
 
 def _string_at(data: bytes, key: bytes, text: str) -> tuple[int, int] | None:
@@ -669,18 +672,19 @@ class SSEParser:
     def feed(self, chunk: bytes) -> list[bytes]:
         held = self._buf
         # A model's stream usually brings one whole one-line event per read: its first newline ends it.
-        # (Only memchr-speed scans here and below: a counting pass costs about 5 instructions a byte.)
-        if not held and chunk.endswith(b"\n\n") and chunk.startswith(b"data: ") \
-                and chunk.find(b"\n") == len(chunk) - 2 and b"\r" not in chunk:
+        # (Only memchr-speed scans here and below: a counting pass costs about 5 instructions a byte. Ends
+        # are compared as slices: startswith() and endswith() parse their arguments for more than that.)
+        if not held and chunk[-2:] == b"\n\n" and chunk[:6] == b"data: " \
+                and chunk.find(b"\n") == len(chunk) - 2 and _CR not in chunk:
             return [chunk[6:-2]]
         buf = held + chunk if held else chunk
         # Only the held bytes' last one can start a "\n\n" not searched before (the rest had none)...
         start = len(held) - 1 if held else 0
-        if b"\r" in chunk or held.endswith(b"\r"):
-            if buf.endswith(b"\r"):  # a \r\n may be split across chunks: wait for the next byte
+        if _CR in chunk or held[-1:] == b"\r":
+            if buf[-1:] == b"\r":  # a \r\n may be split across chunks: wait for the next byte
                 self._buf = buf
                 return []
-            if held.endswith(b"\r"):  # ...but bytes held as they came (this wait) shrink when converted
+            if held[-1:] == b"\r":  # ...but bytes held as they came (this wait) shrink when converted
                 start = 0
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = buf.rfind(b"\n\n", start)  # the last event's end, searched for in the new bytes only
@@ -689,13 +693,13 @@ class SSEParser:
             return []
         done, self._buf = buf[:end], buf[end + 2:]
         # The common stream, only `data: ` lines each ending an event: every newline is in a separator.
-        if done.startswith(b"data: "):
+        if done[:6] == b"data: ":
             events = done[6:].split(b"\n\ndata: ")
-            if b"\n" not in b"".join(events):
+            if _LF not in b"".join(events):
                 return events
         events = []
         for part in done.split(b"\n\n"):
-            if part.startswith(b"data: ") and b"\n" not in part:
+            if part[:6] == b"data: " and _LF not in part:
                 events.append(part[6:])
                 continue
             data = [line[6:] if line.startswith(b"data: ") else line[5:]

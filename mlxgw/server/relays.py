@@ -76,10 +76,11 @@ class OpenAIRelay(SSETranslator):
     def _events(self, events) -> bytes:
         out = []
         shape = self.shape
-        # `shape.convert`, inlined with the learnt shape in locals: this runs for every token
+        # `shape.convert`, inlined with the learnt shape in locals: this runs for every token (its ends
+        # compared as slices: startswith() and endswith() parse their arguments for more than that costs)
         head, tail, cut_head, cut_tail, out_head, out_tail = shape.parts
         for data in events:
-            if data.startswith(head) and data.endswith(tail):
+            if data[:cut_head] == head and data[cut_tail:] == tail:
                 middle = data[cut_head:cut_tail]
                 if _plain_text(middle) is not None or _string_body(middle) is not None:
                     out += (out_head, middle, out_tail)  # a plain content delta like one seen, unparsed
@@ -233,7 +234,9 @@ class AnthropicRelay(Translator):
 
     def _read(self, events) -> None:
         for data in events:
-            if b'"message_' not in data and b'"error"' not in data:
+            # (find, not `in`: bytes.__contains__ first tries a bytes operand as an integer, and the
+            # TypeError that raises costs more than the search)
+            if data.find(b'"message_') < 0 and data.find(b'"error"') < 0:
                 continue  # content deltas: nothing the gateway needs
             obj = _decode(data)
             if obj is None:
