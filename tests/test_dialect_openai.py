@@ -157,6 +157,15 @@ def test_sse_parser_fed_read_by_read_gives_what_the_whole_stream_gives(pieces):
     assert len(events) >= 2
 
 
+def test_sse_parser_gives_an_event_once_a_held_carriage_return_completes_it():
+    """A read ending in \\r is held whole (the \\n may follow); the event it ended comes out with the next
+    read, not with the next event's end."""
+    p = oa.SSEParser()
+    assert p.feed(b"data: a\r\n\r") == []
+    assert p.feed(b"\ndata: b") == [b"a"]
+    assert p.feed(b"\r\n\r\n") == [b"b"]
+
+
 def test_sse_parser_flushes_an_unterminated_event_on_close():
     p = oa.SSEParser()
     assert p.feed(b"data: {\"x\": 1}") == []

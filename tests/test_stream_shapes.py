@@ -15,6 +15,8 @@ import yaml
 
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.anthropic.streams import OpenAIToAnthropicStream
+from mlxgw.dialects.jsonfast import loads
+from mlxgw.server import relays
 from mlxgw.server.relays import OpenAIRelay, OpenAIToAnthropicRelay
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes"
@@ -87,24 +89,22 @@ def anthropic_relay() -> OpenAIToAnthropicRelay:
 
 
 def run(relay, raw: bytes, size: int, learn: bool, monkeypatch) -> tuple[bytes, int]:
-    """The client bytes, and how many events took the fast path (were rendered from a learnt shape)."""
-    rendered = []
-    text = oa.ContentShape.text  # what every fast path asks (OpenAIRelay inlines `convert` around it)
+    """The client bytes, and how many events were parsed: the fast path renders an event without it (so
+    the fast path was taken as often as the run that never learns parsed more)."""
+    parsed = []
 
-    def counted(self, data):
-        middle = text(self, data)
-        rendered.extend([1] if middle is not None else [])
-        return middle
+    def counted(data):
+        parsed.append(1)
+        return loads(data)
 
     with monkeypatch.context() as m:
-        if learn:
-            m.setattr(oa.ContentShape, "text", counted)
-        else:
+        m.setattr(relays, "loads", counted)  # what the relays parse events with
+        if not learn:
             m.setattr(oa.ContentShape, "learn", lambda *a, **k: None)
         out = b""
         for i in range(0, len(raw), size):
             out += relay.feed(raw[i:i + size])
-        return out + (b"" if relay.finished else relay.end()), len(rendered)
+        return out + (b"" if relay.finished else relay.end()), len(parsed)
 
 
 RELAYS = {  # relay factory, how to read its client events, what it reports beyond them
@@ -120,8 +120,9 @@ def test_relay_fast_path_gives_what_the_long_way_gives(relay, name, size, monkey
     make, read, report = RELAYS[relay]
     raw = UPSTREAMS[name] if name in UPSTREAMS else recorded_streams()[int(name[-1])]
     fast, slow = make(), make()
-    (got, rendered), (want, _) = run(fast, raw, size, True, monkeypatch), run(slow, raw, size, False, monkeypatch)
-    assert rendered >= 3, "the fast path was not taken"
+    (got, parsed), (want, slow_parsed) = run(fast, raw, size, True, monkeypatch), \
+        run(slow, raw, size, False, monkeypatch)
+    assert slow_parsed - parsed >= 3, "the fast path was not taken"
     assert read(got) == read(want)
     assert report(fast) == report(slow)
 
@@ -139,8 +140,9 @@ def test_anthropic_relay_text_after_a_tool_call_opens_a_new_block(monkeypatch):
             conformant({}, "stop")]
     raw = sse(objs)
     fast, slow = anthropic_relay(), anthropic_relay()
-    (got, rendered), (want, _) = run(fast, raw, 1 << 20, True, monkeypatch), run(slow, raw, 1 << 20, False, monkeypatch)
-    assert rendered == 1  # "c", learnt from "b"; "d" opens a new block, and "e" is learnt from
+    (got, parsed), (want, slow_parsed) = run(fast, raw, 1 << 20, True, monkeypatch), \
+        run(slow, raw, 1 << 20, False, monkeypatch)
+    assert slow_parsed - parsed == 1  # "c", learnt from "b"; "d" opens a new block, and "e" is learnt from
     assert anthropic_events(got) == anthropic_events(want)
     deltas = [e for e in anthropic_events(got) if e["type"] == "content_block_delta" and e["delta"]["type"] == "text_delta"]
     assert [(e["index"], e["delta"]["text"]) for e in deltas] == [(0, "a"), (0, "b"), (0, "c"), (2, "d"), (2, "e")]
@@ -170,6 +172,17 @@ def test_shape_takes_a_middle_that_is_one_json_string(middle):
     data = shape.head + middle + shape.tail
     assert shape.text(data) == middle
     assert json.loads(data)["choices"][0]["delta"]["content"] == json.loads(b'"' + middle + b'"')
+
+
+@pytest.mark.parametrize("middle", [b'a"b', b"ends\\", b"raw\nnewline", b"\xff\xfe", b'a","x":"b', b"plain",
+                                    b'with \\"quotes\\"', b"\\n\\t\\u00e9", "é漢🙂".encode(), b""])
+def test_openai_relay_takes_the_middles_shape_text_takes(middle, monkeypatch):
+    """OpenAIRelay checks a middle inline (its copy of `text()`): it renders the same events unparsed."""
+    obj = conformant({"content": "hello"})
+    shape = learnt(obj)
+    raw = sse([obj]).replace(b"data: [DONE]\n\n", b"data: " + shape.head + middle + shape.tail + b"\n\n")
+    _, parsed = run(openai_relay(), raw, 1 << 20, True, monkeypatch)
+    assert parsed == (1 if shape.text(shape.head + middle + shape.tail) is not None else 2)
 
 
 def test_shape_does_not_match_other_events():
@@ -246,6 +259,7 @@ def completions() -> list[dict]:
                        {"finish_reason": None}, {"message": None}, {"message": {**msg, "role": "user"}},
                        {"message": {**msg, "content": [{"type": "text", "text": "a"}]}},
                        {"message": {k: v for k, v in msg.items() if k != "refusal"}},
+                       {"message": {k: v for k, v in msg.items() if k != "content"}},
                        {"message": {**msg, "tool_calls": []}}, {"message": {**msg, "audio": None}},
                        {"message": {**msg, "annotations": None}}, {"message": {**msg, "function_call": "f"}},
                        {"message": {**msg, "content": None, "refusal": "no"}}):
@@ -256,9 +270,11 @@ def completions() -> list[dict]:
 def test_response_as_is_agrees_with_response():
     kept = rewritten = 0
     for body in completions():
-        if oa.response_as_is(body):
+        counts = oa.response_as_is(body)
+        if counts is not None:
             kept += 1
             assert oa.response(body, "other") == body, body
+            assert counts == oa.tokens(body.get("usage"))
         else:
             rewritten += 1
     assert kept >= 5 and rewritten >= 50

@@ -40,7 +40,11 @@ class PassThrough(Pair):
         return OpenAIRelay(provider, leg.backend_model, _stream_id(ex), ex.created, oa.wants_usage(ex.body))
 
     def response(self, ex: Exchange, leg: Leg, result: ChatResult) -> tuple[dict, tuple]:
-        out = result.body if oa.response_as_is(result.body) else oa.response(result.body, leg.backend_model)
+        body = result.body
+        counts = oa.response_as_is(body)  # (its token counts come out of the same pass)
+        if counts is not None:  # conformant: the upstream's body as it came
+            return body, counts
+        out = oa.response(body, leg.backend_model)
         return out, oa.tokens(out.get("usage"))
 
 

@@ -21,6 +21,8 @@ from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAn
 from mlxgw.dialects.jsonfast import DecodeError, loads
 from mlxgw.server.streaming import Translator
 
+# (`ContentShape.text`'s check that the middle of a learnt shape is one JSON string body, for OpenAIRelay)
+_plain_text, _string_body = oa.PLAIN_TEXT.fullmatch, oa.STRING_BODY.fullmatch
 INCOMPLETE = "the provider closed the stream before it finished"
 PING = b'event: ping\ndata: {"type": "ping"}\n\n'  # Anthropic's keep-alive event
 
@@ -74,18 +76,24 @@ class OpenAIRelay(SSETranslator):
     def _events(self, events) -> bytes:
         out = []
         shape = self.shape
-        text_of = shape.text
+        # `shape.convert`, inlined with the learnt shape in locals: this runs for every token (its ends
+        # compared as slices: startswith() and endswith() parse their arguments for more than that costs)
+        head, tail, cut_head, cut_tail, out_head, out_tail = shape.parts
         for data in events:
-            middle = text_of(data)  # (`shape.convert`, inlined: this runs for every token)
-            if middle is not None:  # a plain content delta like one seen: its client bytes, unparsed
-                out += (shape.out_head, middle, shape.out_tail)
-                continue
+            if data[:cut_head] == head and data[cut_tail:] == tail:
+                middle = data[cut_head:cut_tail]
+                if _plain_text(middle) is not None or _string_body(middle) is not None:
+                    out += (out_head, middle, out_tail)  # a plain content delta like one seen, unparsed
+                    continue
             if data == b"[DONE]":
                 self.finished = True
                 out.append(oa.DONE)
                 break
-            obj = _decode(data)
-            if obj is None:
+            try:  # (`_decode`, inlined)
+                obj = loads(data)
+            except DecodeError:
+                continue  # keep-alive noise or a broken line: nothing a client can use
+            if type(obj) is not dict:
                 continue
             if "error" in obj:
                 self.error = _err_message(obj["error"])
@@ -94,7 +102,8 @@ class OpenAIRelay(SSETranslator):
                 break
             finished = oa.chunk_as_is(obj, self.keep_usage)
             if finished is not None:  # already conformant: its bytes go out as they came
-                self.finish_seen = self.finish_seen or finished
+                if finished:
+                    self.finish_seen = True
                 piece = b"data: " + data + b"\n\n"
             else:
                 usage = obj.get("usage")
@@ -112,6 +121,7 @@ class OpenAIRelay(SSETranslator):
                 text = oa.plain_text(obj)
                 if text is not None:
                     shape.learn(data, text, piece, b'"content":')
+                    head, tail, cut_head, cut_tail, out_head, out_tail = shape.parts
         return b"".join(out)
 
     def _cut(self) -> bytes:
@@ -224,7 +234,9 @@ class AnthropicRelay(Translator):
 
     def _read(self, events) -> None:
         for data in events:
-            if b'"message_' not in data and b'"error"' not in data:
+            # (find, not `in`: bytes.__contains__ first tries a bytes operand as an integer, and the
+            # TypeError that raises costs more than the search)
+            if data.find(b'"message_') < 0 and data.find(b'"error"') < 0:
                 continue  # content deltas: nothing the gateway needs
             obj = _decode(data)
             if obj is None:
