@@ -55,7 +55,9 @@ class VllmMlxProfile(LocalProfile):
                 cut = buf.rfind(b"\n\n") + 2
                 if cut >= 2:
                     out, buf = buf[:cut], buf[cut:]
-                    yield _relabel_delta(out, limit) if b"message_delta" in out else out
+                    # (find, not `in`: bytes.__contains__ first tries a bytes operand as an integer, and
+                    # formats the TypeError, which cost more than the search on every event)
+                    yield _relabel_delta(out, limit) if out.find(b"message_delta") >= 0 else out
             if buf:
                 yield buf
         finally:
