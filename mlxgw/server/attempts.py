@@ -259,7 +259,8 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                 break
             breakers.success(target.provider)
             now = time.perf_counter()
-            note = {"target": target.label, "outcome": "ok", "ms": round((now - began) * 1000, 1)}
+            # (ms to 0.1: round(x, 1) goes through a decimal string, twice the time of this)
+            note = {"target": target.label, "outcome": "ok", "ms": round((now - began) * 10000) / 10}
             if fitted:
                 note["note"] = fitted
             if answer.pending is not None:
