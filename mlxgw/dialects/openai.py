@@ -567,7 +567,7 @@ class ContentShape:
         start, end = span
         if out is None:
             self._learnt(data, start, end, b"", b"")
-        elif out[6:-2] == data and out.startswith(b"data: "):  # the event went out as it came
+        elif out[6:-2] == data and out[:6] == b"data: ":  # the event went out as it came
             self._learnt(data, start, end, b"data: " + data[:start], data[end:] + out[-2:])
         else:  # the text as the upstream wrote it or as orjson did, compact or spaced
             for body in (data[start:end], dumps(text)[1:-1]):
@@ -614,6 +614,12 @@ def _string_at(data: bytes, key: bytes, text: str) -> tuple[int, int] | None:
     at = data.rfind(key)
     if at < 0:
         return None
+    if text.isascii():  # plain ASCII text is its own JSON string body: right after the key, no decoding
+        body = text.encode()
+        start = at + len(key) + 1
+        end = start + len(body)
+        if data[start - 1:end + 1] == b'"' + body + b'"' and PLAIN_TEXT.fullmatch(body) is not None:
+            return start, end
     m = _STRING_AFTER_KEY.match(data, at + len(key))
     if m is None:
         return None

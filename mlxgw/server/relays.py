@@ -62,15 +62,16 @@ class SSETranslator(Translator):
 
 
 class OpenAIRelay(SSETranslator):
+    finish_seen = False  # (class defaults: one translator per streamed request, its set-up counts)
+    usage = None
+
     def __init__(self, provider: str, backend_model: str, stream_id: str, created: int, keep_usage: bool):
-        super().__init__()
+        self.parser = oa.SSEParser()  # (SSETranslator.__init__, inlined)
         self.provider = provider
         self.model = backend_model
         self.stream_id = stream_id
         self.created = created
         self.keep_usage = keep_usage
-        self.finish_seen = False
-        self.usage = None
         self.shape = oa.ContentShape()
 
     def _events(self, events) -> bytes:
@@ -102,9 +103,11 @@ class OpenAIRelay(SSETranslator):
                 break
             finished = oa.chunk_as_is(obj, self.keep_usage)
             if finished is not None:  # already conformant: its bytes go out as they came
-                if finished:
-                    self.finish_seen = True
                 piece = b"data: " + data + b"\n\n"
+                if finished:  # (a finish is no plain content delta: nothing to learn from it)
+                    self.finish_seen = True
+                    out.append(piece)
+                    continue
             else:
                 usage = obj.get("usage")
                 if isinstance(usage, dict):
