@@ -18,7 +18,7 @@ from mlxgw.backends.base import UpstreamError, UpstreamTimeout
 from mlxgw.dialects import anthropic as an
 from mlxgw.dialects import openai as oa
 from mlxgw.dialects.anthropic.streams import AnthropicToOpenAIStream, OpenAIToAnthropicStream
-from mlxgw.dialects.jsonfast import DecodeError, loads
+from mlxgw.dialects.jsonfast import DecodeError, dumps, loads
 from mlxgw.server.streaming import Translator
 
 # (`ContentShape.text`'s check that the middle of a learnt shape is one JSON string body, for OpenAIRelay)
@@ -64,6 +64,7 @@ class SSETranslator(Translator):
 class OpenAIRelay(SSETranslator):
     finish_seen = False  # (class defaults: one translator per streamed request, its set-up counts)
     usage = None
+    parts: tuple = ((), b"", 0, 0, False, b"", b"")  # the learnt shape's parts for `_events` (see `_parts`)
 
     def __init__(self, provider: str, backend_model: str, stream_id: str, created: int, keep_usage: bool):
         self.parser = oa.SSEParser()  # (SSETranslator.__init__, inlined)
@@ -75,20 +76,22 @@ class OpenAIRelay(SSETranslator):
         self.shape = oa.ContentShape()
 
     def _events(self, events) -> bytes:
-        out = []
-        shape = self.shape
+        # Every event this relay sends is one `data: ` line: `datas` collects their data, framed in one join
+        # at the end, so a content delta that goes out as it came is one item, the event's own bytes.
+        datas = []
         # `shape.convert`, inlined with the learnt shape in locals: this runs for every token (its ends
         # compared as slices: startswith() and endswith() parse their arguments for more than that costs)
-        head, tail, cut_head, cut_tail, out_head, out_tail = shape.parts
+        head, tail, cut_head, cut_tail, as_is, out_head, out_tail = self.parts
         for data in events:
             if data[:cut_head] == head and data[cut_tail:] == tail:
                 middle = data[cut_head:cut_tail]
                 if _plain_text(middle) is not None or _string_body(middle) is not None:
-                    out += (out_head, middle, out_tail)  # a plain content delta like one seen, unparsed
+                    # a plain content delta like one seen, unparsed
+                    datas.append(data if as_is else out_head + middle + out_tail)
                     continue
             if data == b"[DONE]":
                 self.finished = True
-                out.append(oa.DONE)
+                datas.append(data)
                 break
             try:  # (`_decode`, inlined)
                 obj = loads(data)
@@ -99,33 +102,47 @@ class OpenAIRelay(SSETranslator):
             if "error" in obj:
                 self.error = _err_message(obj["error"])
                 self.finished = True
-                out.append(oa.sse_error(f"provider '{self.provider}' failed mid-stream: {self.error}"))
+                datas.append(oa.sse_error(f"provider '{self.provider}' failed mid-stream: {self.error}")[6:-2])
                 break
-            finished = oa.chunk_as_is(obj, self.keep_usage)
-            if finished is not None:  # already conformant: its bytes go out as they came
-                piece = b"data: " + data + b"\n\n"
-                if finished:  # (a finish is no plain content delta: nothing to learn from it)
+            out = self._slow(data, obj)
+            if out is not None:
+                datas.append(out)
+                if self.parts[0] == () and self.shape.head is not None:  # learnt from this event
+                    head, tail, cut_head, cut_tail, as_is, out_head, out_tail = self.parts = self._parts()
+        return b"".join((b"data: ", b"\n\ndata: ".join(datas), b"\n\n")) if datas else b""
+
+    def _slow(self, data: bytes, obj: dict) -> bytes | None:
+        """The client data for an event parsed the long way (None: nothing for the client), learning the
+        stream's content deltas' shape from the first plain one."""
+        finished = oa.chunk_as_is(obj, self.keep_usage)
+        if finished is not None:  # already conformant: its bytes go out as they came
+            if finished:  # (a finish is no plain content delta: nothing to learn from it)
+                self.finish_seen = True
+                return data
+            out = data
+        else:
+            usage = obj.get("usage")
+            if isinstance(usage, dict):
+                self.usage = usage
+                if not obj.get("choices") and not self.keep_usage:
+                    return None  # the usage chunk the gateway asked for on its own behalf
+            c = oa.chunk(obj, self.model, self.stream_id, self.created, self.keep_usage)
+            for ch in c["choices"]:
+                if ch["finish_reason"]:
                     self.finish_seen = True
-                    out.append(piece)
-                    continue
-            else:
-                usage = obj.get("usage")
-                if isinstance(usage, dict):
-                    self.usage = usage
-                    if not obj.get("choices") and not self.keep_usage:
-                        continue  # the usage chunk the gateway asked for on its own behalf
-                c = oa.chunk(obj, self.model, self.stream_id, self.created, self.keep_usage)
-                for ch in c["choices"]:
-                    if ch["finish_reason"]:
-                        self.finish_seen = True
-                piece = oa.sse(c)
-            out.append(piece)
-            if shape.head is None:
-                text = oa.plain_text(obj)
-                if text is not None:
-                    shape.learn(data, text, piece, b'"content":')
-                    head, tail, cut_head, cut_tail, out_head, out_tail = shape.parts
-        return b"".join(out)
+            out = dumps(c)
+        if self.shape.head is None:
+            text = oa.plain_text(obj)
+            if text is not None:
+                self.shape.learn(data, text, b"data: " + out + b"\n\n", b'"content":')
+        return out
+
+    def _parts(self) -> tuple:
+        """`shape.parts` for `_events`: the client's side without the `data: ` line's framing, and whether
+        the event goes out as it came (then its bytes are the client's, nothing spliced)."""
+        head, tail, cut_head, cut_tail, out_head, out_tail = self.shape.parts
+        out_head, out_tail = out_head[6:], out_tail[:-2]
+        return head, tail, cut_head, cut_tail, out_head == head and out_tail == tail, out_head, out_tail
 
     def _cut(self) -> bytes:
         if not self.finish_seen:
