@@ -17,7 +17,7 @@ class Exploding:
 def test_unexpected_exception_is_a_plain_500(home, caplog):  # its own MLXGW_HOME, never the real one
     app = create_app(ServerConfig())
     app.add_route("/boom", Exploding())
-    r = falcon.testing.TestClient(app).simulate_get("/boom")
+    r = falcon.testing.TestClient(app).simulate_get("/boom", host="localhost")
     assert r.status_code == 500
     conformance.validate("ErrorResponse", r.json)
     rid = r.headers["x-request-id"]

@@ -214,5 +214,5 @@ def test_admin_api(home, cli, tmp_path, fake, model_path):
 
 def test_admin_api_refuses_other_hosts_without_a_key(home):
     app = create_app(ServerConfig(require_keys=False))
-    r = falcon.testing.simulate_get(app, "/admin/models", remote_addr="192.0.2.7")
+    r = falcon.testing.simulate_get(app, "/admin/models", remote_addr="192.0.2.7", host="localhost")
     assert r.status_code == 403 and "loopback" in r.json["error"]["message"]

@@ -35,32 +35,38 @@ class GatewayApp(falcon.asgi.App):
         # writes to a closed connection); the scope is the public way to hand it to the resource.
         scope["mlxgw.receive"] = receive
         if scope["type"] != "http":
-            return await super().__call__(scope, receive, send)
-        refusal = too_large(scope, self.gateway.config.max_body_bytes)
-        if refusal is not None:
-            return await refusal(send)
-        gw = self.gateway  # requests in flight for /metrics: here, so a stream counts until its last byte
-        gw.in_flight += 1
+            return await _falcon_call(self, scope, receive, send)
+        raw = scope["headers"]
+        if type(raw) is not list:  # ASGI allows any iterable (falcon.testing's is one-shot): Falcon reads it too
+            raw = scope["headers"] = list(raw)
+        # The headers as a dict in one C call, not a Python loop over them: this runs for every request.
+        # RequestContext reads Host and Origin from it too. (A dict keeps a repeated header's last value,
+        # as Falcon does for Host; the HTTP parser refuses a repeated Content-Length.)
+        headers = scope["mlxgw.headers"] = dict(raw)
+        gw = self.gateway
+        length = headers.get(b"content-length")
+        if length is not None:  # checked inline, not by a call: every POST has one
+            limit = gw.config.max_body_bytes
+            try:
+                over = int(length) > limit
+            except ValueError:
+                over = False  # the HTTP parser already refuses a malformed length
+            if over:
+                return await too_large(scope, limit)(send)
+        gw.in_flight += 1  # requests in flight for /metrics: here, so a stream counts until its last byte
         try:
-            return await super().__call__(scope, receive, send)
+            # Falcon's own __call__ named, not found through super(): one object less per request.
+            return await _falcon_call(self, scope, receive, send)
         finally:
             gw.in_flight -= 1
 
 
+_falcon_call = falcon.asgi.App.__call__
+
+
 def too_large(scope, limit: int):
-    """A declared body over `limit`, answered 413 (in the path's dialect) before one byte of it is read,
-    with `connection: close` so the client cannot keep streaming it; None when the length is fine."""
-    # The headers as a dict in one C call, not a Python loop over them: this runs for every request. (The
-    # HTTP parser refuses a repeated Content-Length, so which one a dict keeps does not matter.)
-    value = dict(scope["headers"]).get(b"content-length")
-    if value is None:
-        return None
-    try:
-        length = int(value)
-    except ValueError:
-        return None  # the HTTP parser already refuses a malformed length
-    if length <= limit:
-        return None
+    """The 413 answer to a declared body over `limit` (in the path's dialect), sent before one byte of it
+    is read, with `connection: close` so the client cannot keep streaming it."""
     message = f"Request body too large: the limit is {limit} bytes."
     if errors.anthropic_path(scope["path"]):
         body = an.error_body(message, 413, an.error_type(413))

@@ -29,34 +29,31 @@ class DeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._phase = "idle"  # idle -> headers -> body -> None (between requests: uvicorn's keep-alive)
-        self._next_request = False  # a request began on a kept-alive connection in the bytes being parsed
         self._deadline = None
         self._arm(self.header_timeout)
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
+        # Where the request stands is read from uvicorn's own state after the parse, not tracked through
+        # the parser's callbacks: overriding those cost a frame and a super() call each on every request.
+        # uvicorn makes a new `scope` when a message begins and a `cycle` for it once its headers are in;
+        # `more_body` turns False when the message is complete.
+        began = self.scope
+        HttpToolsProtocol.data_received(self, data)
         # Deadlines are armed once these bytes are parsed, and only for a request they left incomplete:
         # most requests arrive whole in one read and never need a timer.
-        if self._phase == "body":  # the body deadline is an idle timeout: any bytes extend it
-            self._arm(self.body_timeout)
-        elif self._phase == "headers" and self._next_request:  # the next request on a kept-alive connection
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # the last request's headers are in
+            if cycle.more_body:  # the body deadline is an idle timeout: any bytes extend it
+                # (uvicorn leaves more_body True for a request answered before its body was in: the
+                # deadline then also closes its connection once idle that long, where these very bytes
+                # cancelled uvicorn's keep-alive timer.)
+                self._arm(self.body_timeout)
+            elif self._deadline is not None:  # complete: uvicorn's keep-alive takes over once answered
+                self._disarm()
+        elif cycle is not None and self.scope is not began:
+            # A request began in these bytes after an earlier one on this connection: its headers get the
+            # header deadline afresh (a connection's first request has the one armed when it opened).
             self._arm(self.header_timeout)
-        self._next_request = False
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._next_request = self._phase is None
-        self._phase = "headers"
-
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self._phase = "body"
-
-    def on_message_complete(self) -> None:
-        super().on_message_complete()
-        self._phase = None
-        self._disarm()
 
     def connection_lost(self, exc) -> None:
         self._disarm()
@@ -71,12 +68,20 @@ class DeadlineProtocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
 
+    def _underway(self) -> bool:
+        """A request has begun whose bytes are not all in, and which is not being answered already."""
+        scope, cycle = self.scope, self.cycle
+        if scope is None:
+            return False  # nothing received yet: an idle new connection
+        if cycle is None or cycle.scope is not scope:
+            return True  # its headers are incomplete
+        return cycle.more_body and not cycle.response_started
+
     def _expired(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
             return
-        answered = self.cycle is not None and self.cycle.response_started and self._phase == "body"
-        if self._phase in ("headers", "body") and not answered:
+        if self._underway():
             self.transport.write(REQUEST_TIMEOUT % (len(TIMEOUT_BODY), TIMEOUT_BODY))
         self.transport.close()
 
