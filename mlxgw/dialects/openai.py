@@ -316,17 +316,28 @@ _USAGE_FIELDS = operator.itemgetter("prompt_tokens", "completion_tokens", "total
 _JUST_INT = frozenset({int})
 
 
+def _kept_choices(body: dict, kind: str) -> list | None:
+    """The choices of a chat completion or chunk (object `kind`) whose envelope `response()` or `chunk()`
+    keeps as it is: a non-empty string id and model, an int created, a list of choices, a string
+    system_fingerprint and service_tier if any. None otherwise; KeyError or TypeError for a missing field
+    or a body that is no object (the callers' long way)."""
+    id_, obj, created, model, choices = _ANSWER_FIELDS(body)
+    if obj != kind or type(id_) is not str or not id_ or type(created) is not int \
+            or type(model) is not str or not model or type(choices) is not list \
+            or "system_fingerprint" in body and type(body["system_fingerprint"]) is not str \
+            or "service_tier" in body and type(body["service_tier"]) is not str:
+        return None
+    return choices
+
+
 def response_as_is(body: dict) -> tuple | None:
     """None when `response()` would change this chat completion, else its token counts (see `tokens`): then
     the upstream's bytes can go to the client as they came. Checked without building anything, fields
     read at once (itemgetter: a missing one raises KeyError, a value that is no object TypeError, and
     both mean the long way); a test keeps it in step with `response()`."""
     try:
-        id_, kind, created, model, choices = _ANSWER_FIELDS(body)
-        if kind != "chat.completion" or type(id_) is not str or not id_ or type(created) is not int \
-                or type(model) is not str or not model or type(choices) is not list \
-                or "system_fingerprint" in body and type(body["system_fingerprint"]) is not str \
-                or "service_tier" in body and type(body["service_tier"]) is not str:
+        choices = _kept_choices(body, "chat.completion")
+        if choices is None:
             return None
         for ch in choices:
             index, logprobs, finish, msg = _CHOICE_FIELDS(ch)
@@ -450,11 +461,8 @@ def chunk_as_is(body: dict, keep_usage: bool) -> bool | None:
     elif "usage" in body:
         return None
     try:
-        id_, kind, created, model, choices = _ANSWER_FIELDS(body)
-        if kind != "chat.completion.chunk" or type(id_) is not str or not id_ or type(created) is not int \
-                or type(model) is not str or not model or type(choices) is not list \
-                or "system_fingerprint" in body and type(body["system_fingerprint"]) is not str \
-                or "service_tier" in body and type(body["service_tier"]) is not str:
+        choices = _kept_choices(body, "chat.completion.chunk")
+        if choices is None:
             return None
         finished = False
         for ch in choices:
