@@ -156,6 +156,8 @@ def table(results: dict, concs: list[int]) -> str:
         lines += ["", "Issue 15, done when (mlxgw pinned to one core, ratios against this run's passthrough):", "",
                   "| done when | measured | ok |", "|---|---:|:-:|"]
         lines += [f"| {what} | {value} | {ok(flag)} |" for what, value, flag in s["checklist"]]
+    if results.get("rounds"):
+        lines += [""] + rounds_table(results["rounds"])
     prof = results.get("gateway", {}).get("profile")
     if prof:
         if "top" in prof:
@@ -165,6 +167,23 @@ def table(results: dict, concs: list[int]) -> str:
         else:
             lines += ["", f"py-spy failed: {prof.get('error')}"]
     return "\n".join(lines)
+
+
+def rounds_table(rounds: dict) -> list[str]:
+    """The median and range of the ratios over `--rounds` more alternating pairs of points."""
+    def spread(values: list) -> str:
+        v = sorted(x for x in values if x is not None)
+        if not v:
+            return "-"
+        mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+        return f"{mid:.2f}x ({v[0]:.2f}-{v[-1]:.2f})"
+    n = len(rounds["plain"])
+    lines = [f"c={rounds['c']} over {n} more alternating rounds, mlxgw / passthrough: median (min-max)", "",
+             "| kind | req/s ratio | CPU per request ratio (passthrough / mlxgw) |", "|---|---:|---:|"]
+    for kind, label in (("plain", "JSON"), ("stream", "stream")):
+        rs = rounds[kind]
+        lines.append(f"| {label} | {spread([r['rps_ratio'] for r in rs])} | {spread([r['cpu_ratio'] for r in rs])} |")
+    return lines
 
 
 def translated_table(res: dict) -> str:

@@ -20,7 +20,8 @@ Anthropic client on /v1/messages, or a Responses client on /v1/responses, transl
 against the same streams passed through on /v1/chat/completions: added time to first byte and to the end of
 the stream, ratio translated / pass-through, goal <= 1.3), --profile (py-spy on mlxgw during the highest
 concurrency's JSON run; installs py-spy with pip when missing), --gateway-cmd "..." (how to run the CLI,
-default: this Python's `-m mlxgw`), --chunks N (content chunks per upstream stream), --duration S.
+default: this Python's `-m mlxgw`), --chunks N (content chunks per upstream stream), --duration S, --rounds N
+(then N more alternating pairs of c=8 points, JSON and stream: the median ratio and its range).
 """
 
 from __future__ import annotations
@@ -134,6 +135,30 @@ def measure_translated(mode: str, wrk_bin: str, pin: list[str], port: int, direc
     return out
 
 
+def measure_rounds(subjects: dict[str, Subject], wrk_bin: str, load_pin: list[str], c: int, duration: float,
+                   rounds: int) -> dict:
+    """`rounds` more alternating pairs of points at concurrency `c`, JSON and stream, for the ratio's spread:
+    one pair of 3-second points moves by 0.1 from one minute to the next on a shared machine, a median of
+    several much less. Per kind: the ratio mlxgw / passthrough of req/s and of CPU per request, per round."""
+    out: dict = {"c": c, "plain": [], "stream": []}
+    order = ["passthrough", "gateway"]
+    for i in range(rounds):
+        for kind in ("plain", "stream"):
+            got = {}
+            for name in order:
+                pid = subjects[name].proc.pid  # type: ignore[union-attr]
+                cpu = cpu_seconds(pid)
+                r = point(kind, wrk_bin, load_pin, subjects[name].port, c, duration)
+                got[name] = (r["rps"], (cpu_seconds(pid) - cpu) / r["requests"] if r.get("requests") else None)
+            (pt_rps, pt_cpu), (gw_rps, gw_cpu) = got["passthrough"], got["gateway"]
+            out[kind].append({"rps_ratio": gw_rps / pt_rps if pt_rps else None,
+                              "cpu_ratio": pt_cpu / gw_cpu if pt_cpu and gw_cpu else None})
+            order.reverse()
+        log(f"round {i + 1}/{rounds} at c={c}: JSON {out['plain'][-1]['rps_ratio']:.2f}x, "
+            f"stream {out['stream'][-1]['rps_ratio']:.2f}x")
+    return out
+
+
 def run_translated(mode: str, gateway: Gateway, up_port: int, wrk_bin: str, load_pin: list[str],
                    concs: list[int], duration: float) -> dict:
     direct = {str(c): {"ttfb": ttfb(load_pin, up_port, c, duration)} for c in concs}
@@ -157,6 +182,8 @@ def main() -> int:
                     help="the upstream sends a stream one event per write, this many ms apart, as a model "
                          "does (default 0: a whole stream in one write); compare CPU per request then")
     ap.add_argument("--direct-only", action="store_true", help="only measure the upstream directly")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="then N more alternating pairs of points at c=8, JSON and stream: the ratios' median")
     ap.add_argument("--profile", action="store_true", help="py-spy mlxgw during the highest concurrency's JSON run")
     ap.add_argument("--anthropic", action="store_true",
                     help="measure an Anthropic client (/v1/messages, streamed, translated to the OpenAI upstream) "
@@ -212,6 +239,8 @@ def main() -> int:
                 subjects["gateway"] = gateway
             profile_at = (max(concs), RESULTS / f"profile-{stamp}.txt") if args.profile and gateway else None
             results.update(measure_side_by_side(subjects, up_port, wrk_bin, load_pin, concs, duration, profile_at))
+            if args.rounds > 0 and "passthrough" in subjects and "gateway" in subjects:
+                results["rounds"] = measure_rounds(subjects, wrk_bin, load_pin, 8, duration, args.rounds)
             results["summary"] = summarise(results, concs)
     finally:
         for s in subjects.values():
