@@ -16,6 +16,46 @@ def test_parse_request_accepts_a_minimal_body():
     assert body["x"] == 1
 
 
+# Values per field, good and bad, for the fast path's agreement with the full checks below.
+_FIELD_VALUES = {
+    "model": ["m", "", "  ", 3, None, "x" * 300],
+    "messages": [[{"role": "user", "content": "hi"}], [], "hi", ["hi"], [{"content": "x"}],
+                 [{"role": "user", "content": [{"type": "text", "text": "t"}]}], [{"role": 1, "content": "x"}],
+                 [{"role": "user", "content": "x", "name": 2}], None],
+    "stream": [True, None, "yes", 1],
+    "temperature": [0.5, 1, True, "hot", None],
+    "stop": ["x", ["a", "b"], [1], 3],
+    "tools": [[{"type": "function", "function": {"name": "f"}}], [1], {}, None],
+    "tool_choice": ["auto", {"type": "function", "function": {"name": "f"}}, {"function": {"name": 3}}, 4],
+    "response_format": [{"type": "json_object"}, {"type": 3}, "json"],
+    "stream_options": [{"include_usage": True}, "x", None],
+}
+
+
+def test_the_fast_check_accepts_only_bodies_the_full_checks_accept():
+    # parse_request runs the full checks only when the one-pass `_plain` says no: whatever it accepts must
+    # pass them, or an error would be skipped. Every field's values are tried in turn against a body good in
+    # all others, and in pairs.
+    base = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    bodies = [base, [base], "x", None]
+    keys = list(_FIELD_VALUES)
+    for i, k in enumerate(keys):
+        for v in _FIELD_VALUES[k]:
+            bodies.append({**base, k: v})
+            for k2 in keys[i + 1:]:
+                bodies += [{**base, k: v, k2: v2} for v2 in _FIELD_VALUES[k2]]
+    for body in bodies:
+        try:
+            oa._check_request(body)
+            fine = True
+        except oa.RequestError:
+            fine = False
+        if oa._plain(body):
+            assert fine, body
+    # and it does take the common bodies (else this test would prove nothing)
+    assert oa._plain(base) and oa._plain({**base, "stream": True, "temperature": 0.5, "stop": "x"})
+
+
 @pytest.mark.parametrize("raw,param", [
     (b"{not json", None),
     (b"[1, 2]", None),

@@ -83,14 +83,13 @@ OPENAI_TOP = {"temperature": "a number", "top_p": "a number", "presence_penalty"
 
 
 # Per top-level field, the types its value may have and need no further look: the fast path of a request's
-# checks (openai.parse_request) accepts a body in one pass when every field it has is one of these. Any other
-# value, a tools list, a tool_choice object or a response_format included, takes the full walk below, which
-# names the problem if there is one. `None` counts as absent, as everywhere here.
-_NO_FURTHER_LOOK = {"a number": (int, float), "an integer": (int,), "a boolean": (bool,), "a string": (str,),
-                    "a string or an array of strings": (str,), "a string or an object": (str,), "an object": (dict,),
-                    "an array": ()}
-OPENAI_TOP_PLAIN = {key: frozenset((type(None), *_NO_FURTHER_LOOK[kind])) for key, kind in OPENAI_TOP.items()}
-OPENAI_TOP_PLAIN["response_format"] = frozenset((type(None),))  # its `type` is checked too
+# checks (openai.parse_request) accepts a body in one pass when every field it has is one of these. They are
+# the kind's sure types, but for the fields check_openai walks into (a tools list, a tool_choice object, a
+# response_format's type): such a value takes the full walk, which names the problem if there is one.
+# `None` counts as absent, as everywhere here.
+_WALKED = frozenset({"tools", "tool_choice", "response_format"})
+OPENAI_TOP_PLAIN = {key: frozenset({type(None), *(_SURE[kind] - {dict, list} if key in _WALKED else _SURE[kind])})
+                    for key, kind in OPENAI_TOP.items()}
 
 
 OPENAI_TOOL = {"type": "a string", "function": "an object"}
