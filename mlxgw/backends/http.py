@@ -127,8 +127,7 @@ class Upstream:
         resp = None
         try:
             with deadline_at(deadline, loop) as scope:
-                resp = await self.http.session.post(url, data=dumps(body), headers=headers,
-                                                    timeout=self._client_timeouts.get(t.connect) or self._ctimeout(t))
+                resp = await self.http.session.post(url, data=dumps(body), headers=headers, timeout=self._ctimeout(t))
                 # A non-streamed answer's first token is its body: the first_token deadline runs until
                 # the body starts; the rest of it must keep flowing (idle).
                 raw = await resp.content.readany()
@@ -169,8 +168,7 @@ class Upstream:
             try:
                 with deadline_at(deadline, loop):
                     resp = await self.http.session.post(url, data=dumps(body), headers=headers,
-                                                        timeout=self._client_timeouts.get(t.connect)
-                                                        or self._ctimeout(t))
+                                                        timeout=self._ctimeout(t))
                     sink.request_id = _request_id(resp.headers)
                     if resp.status >= 400:
                         raw = await resp.read()

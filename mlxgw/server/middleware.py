@@ -51,8 +51,7 @@ class RequestContext:
         host = headers.get(b"host")
         if host is not None:
             host = host.decode("latin1")  # as Falcon's get_header decodes
-        # A known Host's verdict is a dict lookup; host_ok decides (and records) the others.
-        if not (access.verdicts.get(host) or access.host_ok(host)):
+        if not access.host_ok(host):
             raise forbidden(host_refusal(host), "host_not_allowed")
         if b"origin" in headers:
             # Falcon's value, as before: repeated Origin headers come joined with commas.

@@ -31,8 +31,7 @@ _MACHINE = socket.gethostname().lower().rstrip(".")
 class Access:
     hosts: frozenset[str] = frozenset()  # allowlisted Host names (lower case), ".suffix" entries, or "*"
     origins: frozenset[str] = frozenset()  # allowlisted origins ("scheme://host[:port]", lower case) or "*"
-    # Host header -> host_ok's verdict, filled by host_ok; RequestContext looks a known Host up here first.
-    verdicts: dict = field(default_factory=dict, compare=False, repr=False)
+    _seen: dict = field(default_factory=dict, compare=False, repr=False)  # Host header -> host_ok
 
     @classmethod
     def of(cls, hosts=(), origins=(), more: dict | None = None) -> Access:
@@ -44,11 +43,11 @@ class Access:
     def host_ok(self, host_header: str | None) -> bool:
         if not host_header or "*" in self.hosts:
             return True  # no Host at all: HTTP/1.0 tools; browsers always send one
-        known = self.verdicts.get(host_header)
+        known = self._seen.get(host_header)
         if known is None:  # a client sends the same Host every time: decided once (bounded memory)
-            if len(self.verdicts) >= 1024:
-                self.verdicts.clear()
-            known = self.verdicts[host_header] = self._host_ok(host_header)
+            if len(self._seen) >= 1024:
+                self._seen.clear()
+            known = self._seen[host_header] = self._host_ok(host_header)
         return known
 
     def _host_ok(self, host_header: str) -> bool:
