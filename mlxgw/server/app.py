@@ -31,9 +31,6 @@ class GatewayApp(falcon.asgi.App):
     __slots__ = ("gateway", "lifespan")
 
     async def __call__(self, scope, receive, send):
-        # Streams need the raw ASGI `receive` to notice a client that went away (uvicorn silently drops
-        # writes to a closed connection); the scope is the public way to hand it to the resource.
-        scope["mlxgw.receive"] = receive
         if scope["type"] != "http":
             return await _falcon_call(self, scope, receive, send)
         raw = scope["headers"]
@@ -53,12 +50,18 @@ class GatewayApp(falcon.asgi.App):
                 over = False  # the HTTP parser already refuses a malformed length
             if over:
                 return await too_large(scope, limit)(send)
+        # Streams need the raw ASGI `receive` to notice a client that went away (uvicorn silently drops
+        # writes to a closed connection); the scope is the public way to hand it to the resource. It is
+        # taken out again at the end: uvicorn's `receive` is a method of the object that holds the scope,
+        # and the cycle left would make every request's objects garbage that only a collection frees.
+        scope["mlxgw.receive"] = receive
         gw.in_flight += 1  # requests in flight for /metrics: here, so a stream counts until its last byte
         try:
             # Falcon's own __call__ named, not found through super(): one object less per request.
             return await _falcon_call(self, scope, receive, send)
         finally:
             gw.in_flight -= 1
+            del scope["mlxgw.receive"]
 
 
 _falcon_call = falcon.asgi.App.__call__
