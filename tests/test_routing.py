@@ -115,3 +115,37 @@ def test_failover_policy():
         assert not fails_over(UpstreamStatusError("p", status, b""))
     seen = [t.provider for t in snap().route("any").targets]
     assert seen == ["anthropic", "local", "openai"]
+
+
+def test_attempt_steps_are_made_once_per_runtime_and_dialect():
+    """The attempt loop's per-target lookups (`attempts.steps`) are kept on the Route: made once for a
+    Runtime and dialect, one entry per dialect, made afresh for other backends, and never carried over a
+    reload (its Snapshot's Routes are new)."""
+    from mlxgw.backends.http import HttpClient
+    from mlxgw.server import attempts
+    from mlxgw.server.chat import ChatCompletions
+    from mlxgw.server.messages import Messages
+    from mlxgw.server.runtime import Runtime, build
+
+    http = HttpClient()
+    rt = build(7, CONFIG, {"openai": "sk-x"}, http)
+    route = rt.snapshot.route("any")  # anthropic, then @small (local/qwen-small, openai/gpt-4o-mini)
+    chat, messages = ChatCompletions(), Messages()
+    order = attempts.steps(rt, route, chat)
+    assert attempts.steps(rt, route, chat) is order
+    # (no supervisor here: the local provider has no backend, hence no pair)
+    assert [(s.label, s.backend is rt.backends.get(s.name), s.pair and s.pair.wire, later) for s, later in order] == [
+        ("anthropic", True, "anthropic", True), ("local/qwen-small", True, None, True),
+        ("openai/gpt-4o-mini", True, "openai", False)]
+    assert [s.pair and s.pair.wire for s, _ in attempts.steps(rt, route, messages)] == ["anthropic", None, "openai"]
+    assert len(route.steps) == 2  # one per dialect
+
+    # the same Snapshot with other backends: made afresh, in place of the old
+    other = Runtime(rt.snapshot, {"openai": build(8, CONFIG, {}, http).backends["openai"]}, {})
+    again = attempts.steps(other, route, chat)
+    assert [s.backend is other.backends.get(s.name) for s, _ in again] == [True, True, True]
+    assert [s.pair and s.pair.wire for s, _ in again] == [None, None, "openai"]
+    assert again[2][0].backend is not order[2][0].backend and len(route.steps) == 2
+
+    # a reload builds a new Snapshot: its Routes have made none yet
+    assert build(9, CONFIG, {"openai": "sk-x"}, http).snapshot.route("any").steps == {}

@@ -127,13 +127,10 @@ class Route:
     targets: tuple[Target, ...]
     max_wait: float | None = None  # how long a client may wait for a cold local model
     on_cold: str = "wait"  # failover | wait | retry_later (failover when only max_wait is set)
-    # (target, whether a later one exists) in order: the attempt loop's order while every breaker is
-    # closed, made once here rather than by a generator per request.
-    order: tuple[tuple[Target, bool], ...] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        last = len(self.targets) - 1
-        object.__setattr__(self, "order", tuple((t, i < last) for i, t in enumerate(self.targets)))
+    # The attempt loop's plan of this route per client dialect (`server.attempts.steps`: each target's
+    # backend, pair, retry policy... looked up once, not per request). It lives and dies with the
+    # Snapshot, so a reload never sees an old one; at most one entry per dialect.
+    steps: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
 
 class Snapshot:

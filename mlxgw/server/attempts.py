@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from mlxgw.backends.base import (
-    Backend, ChatResult, ContextExceeded, UpstreamConnectError, UpstreamError, UpstreamProtocolError,
+    ChatResult, ContextExceeded, UpstreamConnectError, UpstreamError, UpstreamProtocolError,
     UpstreamStatusError, UpstreamStream,
 )  # fmt: skip
 from mlxgw.dialects import openai as oa
@@ -65,8 +65,6 @@ was called), whose wire shapes the upstream's error body."""
 
 @dataclass(slots=True)
 class Answer:
-    target: Target
-    backend: Backend
     leg: Leg
     result: ChatResult | None = None  # a non-streamed answer
     first: bytes = b""  # a stream's first client bytes (out of `translator`)
@@ -90,25 +88,58 @@ def _tries(notes: list[dict]) -> int:
     return sum(1 for n in notes if n["outcome"] != "skipped_cooldown")
 
 
-def _order(targets: tuple[Target, ...], rt, notes: list[dict]):
-    """The targets to try, in order, with whether a later one is still available, when some breaker is
-    open (else `Route.order`): providers whose breaker is open are skipped (noted), unless every target's
-    is, then the first of them is tried."""
+class Step:
+    """What the attempt loop needs of one route target for one dialect, looked up once per Runtime rather
+    than per request (`steps`): its backend, provider and pair, its retry policy, whether load-aware
+    routing applies."""
+
+    __slots__ = ("target", "label", "name", "backend", "model", "aliases", "pair", "provider", "policy", "tries",
+                 "cold", "local")
+
+    def __init__(self, rt, route: Route, target: Target, dialect: Dialect):
+        self.target = target
+        self.label = target.label
+        self.name = target.provider
+        self.backend = backend = rt.backends.get(target.provider)
+        self.provider = provider = rt.snapshot.providers.get(target.provider)
+        self.model = target.model
+        # (`Snapshot.backend_model`: target.model, else the provider's name for the requested model)
+        self.aliases = provider.aliases if provider is not None else {}
+        self.pair = dialect.pair_for(backend) if backend is not None else None
+        self.policy = policy = provider.retry if provider is not None else None
+        self.tries = 1 + (policy.attempts if policy is not None else 0)
+        self.local = backend is not None and backend.supervisor is not None
+        self.cold = self.local and route.on_cold != "wait"
+
+
+def steps(rt, route: Route, dialect: Dialect) -> tuple[tuple[Step, bool], ...]:
+    """The route's (step, whether a later one exists) in order, for this Runtime and dialect: made once and
+    kept on the Route (one entry per dialect) with the Runtime's backends they were made from, so a Route
+    met with other backends (two Runtimes built from one Snapshot) has them made afresh."""
+    made = route.steps.get(dialect)
+    if made is None or made[0] is not rt.backends:
+        last = len(route.targets) - 1
+        made = route.steps[dialect] = (rt.backends, tuple((Step(rt, route, t, dialect), i < last)
+                                                         for i, t in enumerate(route.targets)))
+    return made[1]
+
+
+def _order(order: tuple[tuple[Step, bool], ...], rt, notes: list[dict]):
+    """The steps to try, in order, with whether a later one is still available, when some breaker is
+    open (else the plain order): providers whose breaker is open are skipped (noted), unless every
+    target's is, then the first of them is tried."""
     breakers = rt.breakers
-    providers = rt.snapshot.providers
-    skipped: list[Target] = []
+    skipped: list[Step] = []
     tried = False
-    for i, t in enumerate(targets):
-        p = providers.get(t.provider)
-        cooldown = p.cooldown if p is not None else 0.0
-        if breakers.allow(t.provider, cooldown):
+    for i, (s, _) in enumerate(order):
+        if breakers.allow(s.name, s.provider.cooldown if s.provider is not None else 0.0):
             tried = True
-            later = any(not breakers.is_open(x.provider) for x in targets[i + 1:])
-            yield t, later
+            later = any(not breakers.is_open(x.name) for x, _ in order[i + 1:])
+            yield s, later
         else:
-            notes.append({"target": t.label, "outcome": "skipped_cooldown", "ms": 0.0,
-                          "error": f"provider '{t.provider}' is cooling down after repeated failures"})
-            skipped.append(t)
+            notes.append({"target": s.label, "outcome": "skipped_cooldown", "ms": 0.0,
+                          "error": f"provider '{s.name}' is cooling down after repeated failures"})
+            skipped.append(s)
     if not tried and skipped:
         yield skipped[0], False
 
@@ -172,34 +203,32 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
               keepalive: float = 15.0) -> Answer:
     """The first answer of the route's targets (see the module docstring). Fills the record's attempts,
     attempts_detail, failovers, provider, backend_model, backend_api and ttfb_ms."""
-    snap = rt.snapshot
     breakers = rt.breakers
     notes: list[dict] = []
     rec.attempts_detail = notes
     error: UpstreamError | None = None
     last: Pair | None = None
-    for target, later in _order(route.targets, rt, notes) if breakers.active else route.order:
+    order = steps(rt, route, dialect)
+    for step, later in _order(order, rt, notes) if breakers.active else order:
         if notes:
-            rec.failovers = len({n["target"] for n in notes if n["target"] != target.label})  # targets before it
-        backend = rt.backends.get(target.provider)
-        provider = snap.providers.get(target.provider)
-        # (`Snapshot.backend_model`, written out: the provider is needed here anyway)
-        backend_model = target.model or (provider.resolve(ex.model) if provider is not None else ex.model)
-        rec.provider, rec.backend_model = target.provider, backend_model
-        pair = dialect.pair_for(backend) if backend is not None else None
+            rec.failovers = len({n["target"] for n in notes if n["target"] != step.label})  # targets before it
+        backend = step.backend
+        backend_model = step.model or step.aliases.get(ex.model, ex.model)
+        rec.provider, rec.backend_model = step.name, backend_model
+        pair = step.pair
         if pair is None:
-            reason = rt.unavailable.get(target.provider) or f"provider '{target.provider}' is not configured"
+            reason = rt.unavailable.get(step.name) or f"provider '{step.name}' is not configured"
             if backend is not None:
-                reason = f"provider '{target.provider}' speaks none of the APIs a {dialect.wire} client can be served in"
-            error = UpstreamConnectError(target.provider, reason)
-            notes.append({"target": target.label, "outcome": "unavailable", "ms": 0.0, "error": reason})
+                reason = f"provider '{step.name}' speaks none of the APIs a {dialect.wire} client can be served in"
+            error = UpstreamConnectError(step.name, reason)
+            notes.append({"target": step.label, "outcome": "unavailable", "ms": 0.0, "error": reason})
             rec.attempts = _tries(notes)
             continue
-        if route.on_cold != "wait" and backend.supervisor is not None:
+        if step.cold:
             began = time.perf_counter()
             cold = await _cold(backend, backend_model, route, later)
             if cold is not None:
-                notes.append({"target": target.label, "outcome": outcome(cold),
+                notes.append({"target": step.label, "outcome": outcome(cold),
                               "ms": round((time.perf_counter() - began) * 1000, 1), "error": cold.message})
                 rec.attempts = _tries(notes)
                 if isinstance(cold, ModelLoading):
@@ -214,33 +243,30 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                 leg.body, fitted = await backend.fit(pair.wire, leg.body)
             except ContextExceeded as exc:  # nothing was called, no engine started: on to the next target
                 error = exc
-                notes.append({"target": target.label, "outcome": outcome(exc),
+                notes.append({"target": step.label, "outcome": outcome(exc),
                               "ms": round((time.perf_counter() - began) * 1000, 1), "error": exc.message})
                 rec.attempts = _tries(notes)
                 continue
         rec.backend_api = wire = pair.wire
         last = pair
-        policy = provider.retry if provider is not None else None
-        tries = 1 + (policy.attempts if policy is not None else 0)
+        tries = step.tries
         for n in range(1, tries + 1):
             began = time.perf_counter()
             rec.attempts = (_tries(notes) if notes else 0) + 1
             try:
                 if ex.stream:
-                    chunks = backend.stream(wire, leg.body, target.timeouts, leg.headers)
-                    tr = pair.translator(ex, leg, target.provider)
-                    if backend.supervisor is not None and not later and n == tries:
+                    chunks = backend.stream(wire, leg.body, step.target.timeouts, leg.headers)
+                    tr = pair.translator(ex, leg, step.name)
+                    if step.local and not later and n == tries:
                         first, ended, pending = await _prime_local(chunks, tr, backend, backend_model, keepalive)
                     else:
-                        (first, ended), pending = await prime(chunks, tr, target.provider), None
-                    answer = Answer(target, backend, leg, None, first, chunks, tr, ended, pending,
-                                    keepalive if backend.supervisor is not None else None)
+                        (first, ended), pending = await prime(chunks, tr, step.name), None
+                    answer = Answer(leg, None, first, chunks, tr, ended, pending, keepalive if step.local else None)
                 else:
-                    answer = Answer(target, backend, leg, await backend.call(wire, leg.body, target.timeouts,
-                                                                             leg.headers))
+                    answer = Answer(leg, await backend.call(wire, leg.body, step.target.timeouts, leg.headers))
             except UpstreamError as exc:
                 error = exc
-                note = {"target": target.label, "outcome": outcome(exc),
+                note = {"target": step.label, "outcome": outcome(exc),
                         "ms": round((time.perf_counter() - began) * 1000, 1), "error": _describe(exc)}
                 if isinstance(exc, UpstreamStatusError):
                     note["status"] = exc.status
@@ -248,19 +274,19 @@ async def run(rt, route: Route, ex: Exchange, rec: AuditRecord, t0: float, diale
                     note["note"] = fitted
                 notes.append(note)
                 if not fails_over(exc):
-                    breakers.success(target.provider)  # it answered: a client error is not its failure
+                    breakers.success(step.name)  # it answered: a client error is not its failure
                     raise Failed(exc, notes, route.key, pair) from None
                 if n < tries and retryable(exc):
-                    delay = policy.delay(n, exc.retry_after if isinstance(exc, UpstreamStatusError) else None)
+                    delay = step.policy.delay(n, exc.retry_after if isinstance(exc, UpstreamStatusError) else None)
                     if delay is not None:
                         await asyncio.sleep(delay)
                         continue
-                breakers.failure(target.provider, provider.cooldown if provider is not None else 0.0)
+                breakers.failure(step.name, step.provider.cooldown if step.provider is not None else 0.0)
                 break
-            breakers.success(target.provider)
+            breakers.success(step.name)
             now = time.perf_counter()
             # (ms to 0.1: round(x, 1) goes through a decimal string, twice the time of this)
-            note = {"target": target.label, "outcome": "ok", "ms": round((now - began) * 10000) / 10}
+            note = {"target": step.label, "outcome": "ok", "ms": round((now - began) * 10000) / 10}
             if fitted:
                 note["note"] = fitted
             if answer.pending is not None:
