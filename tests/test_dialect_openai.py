@@ -8,6 +8,7 @@ import json
 import pytest
 
 from mlxgw.dialects import openai as oa
+from mlxgw.dialects.jsonfast import dumps
 from tests import conformance
 
 
@@ -21,7 +22,10 @@ _FIELD_VALUES = {
     "model": ["m", "", "  ", 3, None, "x" * 300],
     "messages": [[{"role": "user", "content": "hi"}], [], "hi", ["hi"], [{"content": "x"}],
                  [{"role": "user", "content": [{"type": "text", "text": "t"}]}], [{"role": 1, "content": "x"}],
-                 [{"role": "user", "content": "x", "name": 2}], None],
+                 [{"role": "user", "content": "x", "name": 2}], None,
+                 # two fields that are not role and content, two-item non-objects, a bad one after a good one
+                 [{"role": "user", "name": "x"}], [{"content": "x", "name": "n"}], [["role", "content"]], ["ab"],
+                 [{"role": "user", "content": "x"}, 3], [{"role": None, "content": "x"}], [{"role": "user"}]],
     "stream": [True, None, "yes", 1],
     "temperature": [0.5, 1, True, "hot", None],
     "stop": ["x", ["a", "b"], [1], 3],
@@ -85,6 +89,71 @@ def test_upstream_request_always_asks_for_usage_on_streams():
     assert not oa.wants_usage(body)
     assert "stream_options" not in oa.upstream_request({"model": "a", "messages": []}, "b")
     assert oa.wants_usage({"stream_options": {"include_usage": True}})
+
+
+def _upstream_request_copying(body: dict, backend_model: str) -> dict:
+    """upstream_request as it was before it returned the client's dict itself when nothing changes."""
+    out = {**body, "model": backend_model}
+    if body.get("stream"):
+        opts = body.get("stream_options")
+        out["stream_options"] = {**opts, "include_usage": True} if opts else {"include_usage": True}
+    return out
+
+
+_MSGS = [{"role": "user", "content": "hi"}]
+
+
+@pytest.mark.parametrize("body, backend_model", [
+    ({"model": "m", "messages": _MSGS}, "m"),
+    ({"model": "m", "messages": _MSGS}, "other"),
+    ({"messages": _MSGS, "temperature": 0.5, "model": "m", "max_tokens": 9}, "m"),
+    ({"messages": _MSGS, "temperature": 0.5, "model": "m", "max_tokens": 9}, "real"),
+    ({"model": "m", "messages": _MSGS, "stream": False}, "m"),
+    ({"model": "m", "messages": _MSGS, "stream": False, "stream_options": {"include_usage": False}}, "m"),
+    ({"model": "m", "messages": _MSGS, "stream": None}, "m"),
+    ({"model": "m", "messages": _MSGS, "stream": True}, "m"),
+    ({"model": "m", "messages": _MSGS, "stream": True, "stream_options": None}, "m"),
+    ({"model": "m", "messages": _MSGS, "stream": True, "stream_options": {}}, "real"),
+    ({"model": "m", "stream_options": {"include_usage": False, "x": 1}, "messages": _MSGS, "stream": True}, "m"),
+    ({"model": "m", "messages": [{"role": "developer", "content": "be brief"}, *_MSGS], "n": 2}, "m"),
+    ({"model": "m", "messages": _MSGS, "metadata": {"model": "x"}}, "M"),
+])
+def test_upstream_request_sends_what_a_copy_sent(body, backend_model):
+    """It returns the client's dict itself when nothing changes: the bytes sent upstream are the ones the
+    copy it used to make serialised to, and the client's dict is never changed."""
+    before = json.dumps(body)
+    out = oa.upstream_request(body, backend_model)
+    assert dumps(out) == dumps(_upstream_request_copying(body, backend_model))
+    assert json.dumps(body) == before
+    assert (out is body) == (not body.get("stream") and body["model"] == backend_model)
+
+
+def _developer_to_system_as_it_was(body: dict) -> dict:
+    """developer_to_system before its check became a plain loop (the roles through map and methodcaller)."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return body
+    if not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
+        return body
+    return {**body, "messages": [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer"
+                                 else m for m in messages]}
+
+
+@pytest.mark.parametrize("messages", [
+    [], [{"role": "user", "content": "u"}], [{"role": "developer", "content": "d"}],
+    [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "developer", "content": "d"}],
+    [{"role": "user", "content": "u"}, {"content": "no role"}, {"role": "developer", "content": "d"}],
+    [{"content": "no role"}, {"role": "user", "content": "u"}],
+    ["text", {"role": "developer", "content": "d"}], [None, 3, ["developer"]], [{"role": ["developer"]}],
+    [{"role": "Developer", "content": "d"}], "not a list", None,
+])
+def test_developer_to_system_agrees_with_its_former_self(messages):
+    body = {"model": "m", "messages": messages}
+    before = json.dumps(body)
+    out = oa.developer_to_system(body)
+    was = _developer_to_system_as_it_was(body)
+    assert out == was and (out is body) == (was is body)
+    assert json.dumps(body) == before  # the client's dict is untouched
 
 
 def test_response_normalises_a_minimal_backend_body():

@@ -83,7 +83,6 @@ def parse_request(raw: bytes) -> dict:
 _PLAIN_TOP = {**OPENAI_TOP_PLAIN, "stream_options": frozenset((dict, type(None)))}
 _PLAIN_KEYS = frozenset(_PLAIN_TOP)
 _BOOL_OR_NONE = frozenset((bool, type(None)))
-_ROLE_CONTENT = frozenset(("role", "content"))
 
 
 def _plain(body) -> bool:
@@ -101,13 +100,15 @@ def _plain(body) -> bool:
         if type(body[key]) not in _PLAIN_TOP[key]:
             return False
     # A role and a string content, nothing else: the common message has no other field to check. This runs
-    # for every message of every request, so a message that is not an object is not tested for: it has no
-    # .keys() (a string, an array, a number, null).
+    # for every message of every request, so a message that is not an object is not tested for: a string,
+    # an array, a number or null has no len() or takes no string subscript (TypeError). Two fields, both
+    # found, are exactly role and content; exact types, as parsed JSON has (half the instructions of
+    # comparing .keys() to a set and two isinstance() calls).
     try:
         for m in messages:
-            if m.keys() != _ROLE_CONTENT or not isinstance(m["role"], str) or not isinstance(m["content"], str):
+            if len(m) != 2 or type(m["role"]) is not str or type(m["content"]) is not str:
                 return False
-    except AttributeError:
+    except (TypeError, KeyError):
         return False
     return True
 
@@ -154,15 +155,13 @@ def wants_usage(body: dict) -> bool:
 
 def upstream_request(body: dict, backend_model: str) -> dict:
     """The body sent upstream: the backend's model name, and on streams always `include_usage` so the
-    audit log gets token counts even when the client did not ask for them. The client's dict is untouched."""
-    out = {**body, "model": backend_model}
+    audit log gets token counts even when the client did not ask for them. The client's dict is untouched;
+    the same dict comes back when nothing changes (not a stream, the model named as the backend names it)."""
     if body.get("stream"):
         opts = body.get("stream_options")
-        out["stream_options"] = {**opts, "include_usage": True} if opts else {"include_usage": True}
-    return out
-
-
-_ROLE = operator.methodcaller("get", "role")  # a message's role, called from C
+        return {**body, "model": backend_model,
+                "stream_options": {**opts, "include_usage": True} if opts else {"include_usage": True}}
+    return body if body.get("model") == backend_model else {**body, "model": backend_model}
 
 
 def developer_to_system(body: dict) -> dict:
@@ -172,10 +171,16 @@ def developer_to_system(body: dict) -> dict:
     messages = body.get("messages")
     if not isinstance(messages, list):
         return body
-    try:  # the roles looked at in C: this runs for every request to such a backend, and rarely finds one
-        if "developer" not in map(_ROLE, messages):
+    # This runs for every request to such a backend, and rarely finds one. A plain loop of subscripts:
+    # measured, half the instructions of `"developer" in map(methodcaller("get", "role"), messages)` for
+    # one message, a third for twenty.
+    try:
+        for m in messages:
+            if m["role"] == "developer":
+                break
+        else:
             return body
-    except AttributeError:  # a message that is not an object (parse_request lets none through)
+    except (KeyError, TypeError):  # a message that is no object, or has no role (parse_request lets none through)
         if not any(isinstance(m, dict) and m.get("role") == "developer" for m in messages):
             return body
     return {**body, "messages": [{**m, "role": "system"} if isinstance(m, dict) and m.get("role") == "developer" else m
