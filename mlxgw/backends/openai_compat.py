@@ -40,7 +40,9 @@ class OpenAICompatBackend(Backend):
         # OpenAI's own API takes `developer` and max_completion_tokens; others get the common ground.
         self.chat_target = oa.OPENAI_PROPER if kind == "openai" else oa.COMPATIBLE
         self.base_url = base.rstrip("/")
-        self._urls = {OPENAI_CHAT: self.base_url + "/chat/completions", OPENAI_RESPONSES: self.base_url + "/responses"}
+        # The URL of each wire it speaks; a wire it does not speak has none, and `_unspoken` raises.
+        urls = {OPENAI_CHAT: self.base_url + "/chat/completions", OPENAI_RESPONSES: self.base_url + "/responses"}
+        self._urls = {wire: url for wire, url in urls.items() if wire in self.wires}
         headers = {"Content-Type": "application/json"}
         for k, v in (spec.get("headers") or {}).items():
             headers[k] = v
@@ -54,18 +56,16 @@ class OpenAICompatBackend(Backend):
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
         self._up = Upstream(http, name, self.base_url, lambda raw: _as_stream(name, raw))
 
-    def _url(self, wire: str) -> str:
-        if wire not in self.wires:
-            raise self.unspoken(wire)
-        return self._urls[wire]
+    def _unspoken(self, wire: str) -> str:
+        raise self.unspoken(wire)
 
     def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> Awaitable[ChatResult]:
         # The upstream's coroutine itself, not one awaiting it: every wait of the request resumes each
-        # coroutine above it, so a pass-through level costs on each.
-        return self._up.post(self._url(wire), body, t, self._headers)
+        # coroutine above it, so a pass-through level costs on each. (The URL looked up here, not by a call.)
+        return self._up.post(self._urls.get(wire) or self._unspoken(wire), body, t, self._headers)
 
     def stream(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> UpstreamStream:
-        return self._up.post_stream(self._url(wire), body, t, self._stream_headers)
+        return self._up.post_stream(self._urls.get(wire) or self._unspoken(wire), body, t, self._stream_headers)
 
 
 def _as_stream(provider: str, raw: bytes) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mlxgw.backends.base import Backend, ChatResult, UpstreamError, UpstreamStatusError
@@ -32,7 +32,7 @@ class Exchange:
     model: str
     stream: bool
     request_id: str
-    headers: dict = field(default_factory=dict)  # client headers a pass-through may forward
+    headers: dict | None = None  # client headers a pass-through may forward (None: none)
     created: int = 0  # Unix time the response is stamped with
     state: Any = None  # what the dialect keeps for this request (e.g. a stored conversation's history)
 
@@ -78,6 +78,8 @@ class Pair(abc.ABC):
 
 
 class Dialect(abc.ABC):
+    # (The endpoint does not call a hook a dialect leaves as the do-nothing one here: start, prepare,
+    # answered, completed; see `inference._hook`.)
     wire: str  # the client's API, also the audit row's client_api
     pairs: tuple[Pair, ...]  # in order of preference: the dialect's own wire first
 

@@ -53,25 +53,35 @@ def _too_large(limit: int) -> ApiError:
     return ApiError.of(413, f"Request body too large: the limit is {limit} bytes.", code="request_too_large")
 
 
+def _hook(dialect: Dialect, name: str):
+    """The dialect's hook `name`, or None when its class leaves it as Dialect's, which does nothing: the
+    request path then skips the call (about 450 instructions each)."""
+    return None if getattr(type(dialect), name) is getattr(Dialect, name) else getattr(dialect, name)
+
+
 class Inference:
     def __init__(self, gateway: Gateway, dialect: Dialect):
         self.gw = gateway
         self.dialect = dialect
+        self._start, self._prepare = _hook(dialect, "start"), _hook(dialect, "prepare")
+        self._answered, self._completed = _hook(dialect, "answered"), _hook(dialect, "completed")
 
     async def on_post(self, req, resp) -> None:
         # One coroutine for the whole request, not a helper awaited inside a try: every suspension of
         # the upstream call resumes each frame above it, so each level costs on every wait.
         t0 = time.perf_counter()
         dialect = self.dialect
-        rec = AuditRecord(req.context.request_id, dialect.wire, path=req.path)
-        dialect.start(req, resp)
+        rec = AuditRecord(req.context.request_id, dialect.wire, req.path)
+        if self._start is not None:
+            self._start(req, resp)
         try:
             raw = await read_body(req, self.gw.config.max_body_bytes)
             ex = dialect.parse(req, raw, rec.id)
             rec.requested_model, rec.stream = ex.model, ex.stream
-            waiting = dialect.prepare(ex)
-            if waiting is not None:
-                await waiting
+            if self._prepare is not None:
+                waiting = self._prepare(ex)
+                if waiting is not None:
+                    await waiting
             rt = self.gw.runtime
             route = rt.snapshot.route(ex.model)
             if route is None:
@@ -84,18 +94,21 @@ class Inference:
             if ex.stream:
                 resp.content_type = "text/event-stream"
                 resp.set_headers(SSE_HEADERS)
-                dialect.answered(resp, {"request-id": ans.chunks.request_id} if ans.chunks.request_id else None)
+                if self._answered is not None:
+                    self._answered(resp, {"request-id": ans.chunks.request_id} if ans.chunks.request_id else None)
                 resp.stream = relay(ans.first, ans.chunks, ans.translator, rec,
                                     lambda status, err: self._finish(rec, t0, status, err),
                                     req.scope.get("mlxgw.receive"), ended=ans.ended, pending=ans.pending,
                                     keepalive=ans.keepalive)
                 return
-            dialect.answered(resp, ans.result.headers)
+            if self._answered is not None:
+                self._answered(resp, ans.result.headers)
             out, tokens = ans.leg.pair.response(ex, ans.leg, ans.result)
             rec.set_tokens(tokens)
             resp.content_type = falcon.MEDIA_JSON
             resp.data = ans.result.raw if out is ans.result.body and ans.result.raw else dumps(out)
-            dialect.completed(ex, out)
+            if self._completed is not None:
+                self._completed(ex, out)
         except ApiError as exc:
             self._finish(rec, t0, exc.status, exc.message)
             raise
@@ -121,7 +134,7 @@ async def audited(gw: Gateway, req, client_api: str):
     """One audit row for a request the inference endpoint does not serve (count_tokens, stored
     responses): the record to fill, completed with the answer's status or the error that escaped."""
     t0 = time.perf_counter()
-    rec = AuditRecord(req.context.request_id, client_api, path=req.path)
+    rec = AuditRecord(req.context.request_id, client_api, req.path)
     try:
         yield rec
     except ApiError as exc:
