@@ -210,6 +210,8 @@ class BatchWriter(abc.ABC):
         for row in rows:
             params += self._values(row)
         width = len(self.columns)
+        if len(params) != len(rows) * width:  # a row of the wrong length would shift every row after it
+            raise ValueError(f"{self.label}: rows of other than {width} values")
         with self._db.transaction(conn=self._conn, raw=True) as cur:
             start = 0
             for n in blocks(len(rows)):
