@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
+import sqlite3
 import time
 
 import pytest
 from sqlalchemy import text
 
 from mlxgw.audit import queries
-from mlxgw.audit.writer import AuditWriter
+from mlxgw.audit.writer import _ALL, COLUMNS, AuditWriter, storable_row
+from mlxgw.dialects.jsonfast import dumps
 from mlxgw.store.batches import MAX_ROWS, blocks
 from mlxgw.store.db import Store
 
@@ -136,3 +140,33 @@ def test_json_and_boolean_columns_round_trip(store):
     first, second = queries.tail(store, 5)
     assert (first["stream"], first["attempts_detail"], first["failovers"]) == (True, attempts, 1)
     assert (second["stream"], second["attempts_detail"], second["failovers"]) == (False, None, 0)
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite"], indirect=True)
+def test_sqlite_stand_ins_for_none_and_bool_store_what_the_plain_values_store(store):
+    """On SQLite the writer binds NaN for the None of the columns rows often leave empty and an int for
+    `stream` (mlxgw.audit.writer: cheaper than sqlite3's adapters). Varied rows written that way read back
+    value for value, type for type, as the same rows bound as plain Python values."""
+    rows = []
+    choices = {"ttfb_ms": (None, 0.0, 12.5), "input_tokens": (None, 0, 7), "output_tokens": (None, 3),
+               "cached_tokens": (None, 0, 2), "error": (None, "", "upstream said no"), "stream": (True, False),
+               "backend_api": (None, "anthropic"), "attempts_detail": (None, [{"target": "a", "ms": 1.0}])}
+    for i, combo in enumerate(itertools.product(*choices.values())):
+        rows.append(storable_row(row(i, **dict(zip(choices, combo)))))
+    w = AuditWriter(store)
+    for r in rows:
+        w.record(dict(r))
+    w.flush_sync()
+    assert w.written == len(rows) and w.dead == 0
+
+    # The same rows again, bound as they are (None, bool) by a plain INSERT, under other ids.
+    plain = [("plain-" + r["id"], *(dumps(v).decode() if c == "attempts_detail" and v is not None else v
+                                    for c, v in zip(COLUMNS[1:], _ALL(r)[1:]))) for r in rows]
+    with sqlite3.connect(store.db.where) as db:
+        db.executemany(f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                       plain)
+        typed = ", ".join(f"{c}, typeof({c})" for c in COLUMNS[1:])
+        written = db.execute(f"SELECT {typed} FROM requests WHERE id LIKE 'req%' ORDER BY id").fetchall()
+        expected = db.execute(f"SELECT {typed} FROM requests WHERE id LIKE 'plain-%' ORDER BY id").fetchall()
+    assert len(written) == len(rows) and written == expected
+    assert not any(isinstance(v, float) and math.isnan(v) for r in written for v in r)

@@ -39,7 +39,6 @@ import json
 import logging
 import os
 import time
-from itertools import chain
 from pathlib import Path
 
 from mlxgw.errors import StoreError
@@ -96,7 +95,7 @@ class BatchWriter(abc.ABC):
     # -- what a subclass provides --
 
     @abc.abstractmethod
-    def _values(self, row: dict) -> tuple:
+    def _values(self, row: dict) -> tuple | list:
         """The row's values in `columns` order, as the driver binds them."""
 
     def _dropped(self, rows: list[dict]) -> None:
@@ -207,12 +206,18 @@ class BatchWriter(abc.ABC):
         if self._conn is None:
             self._conn = self._db.connect()
         cpu = time.thread_time()
-        values = [self._values(row) for row in rows]
+        params: list = []  # every row's values, one after the other: each statement binds a slice
+        for row in rows:
+            params += self._values(row)
+        width = len(self.columns)
+        if len(params) != len(rows) * width:  # a row of the wrong length would shift every row after it
+            raise ValueError(f"{self.label}: rows of other than {width} values")
         with self._db.transaction(conn=self._conn, raw=True) as cur:
             start = 0
-            for n in blocks(len(values)):
-                cur.execute(self._statement(n), list(chain.from_iterable(values[start:start + n])))
-                start += n
+            for n in blocks(len(rows)):
+                end = start + n * width
+                cur.execute(self._statement(n), params[start:end])
+                start = end
         # CPU, not wall time: a commit waiting on the disk lets go of the GIL.
         self._row_cost = 0.7 * self._row_cost + 0.3 * max((time.thread_time() - cpu) / len(rows), 1e-7)
         self.written += len(rows)
