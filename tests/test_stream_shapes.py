@@ -207,9 +207,11 @@ def one_read_streams() -> dict[str, bytes]:
     """Whole streams as a fast local server sends them (everything in one read), each with something the
     run check must stop at, skip or take as the per-event check would."""
     role, finish = conformant({"role": "assistant", "content": ""}), conformant({}, "stop")
-    usage = {**conformant({}), "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
+    usage = {**conformant({}), "choices": [],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
     words = [conformant({"content": f"w{i} "}) for i in range(12)]
-    call = conformant({"tool_calls": [{"index": 0, "id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]})
+    call = conformant({"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                                       "function": {"name": "f", "arguments": "{}"}}]})
     shape = learnt(words[0])
     plain = sse([role, *words, finish, usage])
 
@@ -229,20 +231,22 @@ def one_read_streams() -> dict[str, bytes]:
         "multi-line-data": plain.replace(b',"logprobs"', b'\ndata: ,"logprobs"'),
         "multi-line-data-once": plain.replace(b'"w5 "},', b'"w5 "}\ndata: ,'),
         "tool-call-inside": sse([role, *words[:5], call, *words[5:], finish]),
-        "role-and-text-inside": sse([role, *words[:5], conformant({"role": "assistant", "content": "x"}), *words[5:], finish]),
+        "role-and-text-inside": sse([role, *words[:5], conformant({"role": "assistant", "content": "x"}), *words[5:],
+                                     finish]),
         "empty-text-inside": sse([role, *words[:5], conformant({"content": ""}), *words[5:], finish]),
         "error-inside": sse([role, *words[:5], {"error": {"message": "boom"}}, *words[5:], finish]),
         "no-finish": sse([role, *words])[:-len(b"data: [DONE]\n\n")],
         "no-done": sse([role, *words, finish])[:-len(b"data: [DONE]\n\n")],
         # the learnt shape but for a byte outside the text: the middle alone does not tell it apart
         "other-id-inside": sse([role, *words[:5], {**words[5], "id": "chatcmpl-2"}, *words[6:], finish]),
-        "mlx-other-model-inside": sse([mlx_like({"content": f"w{i}"}) if i != 5 else {**mlx_like({"content": "w5"}), "model": "tinz"}
+        "mlx-other-model-inside": sse([{**mlx_like({"content": f"w{i}"}), "model": "tinz" if i == 5 else "tiny"}
                                        for i in range(9)]),
         "repeated-event": sse([role, *words[:3], words[2], words[2], *words[3:], finish]),
         "usage-first": sse([role, words[0], usage, *words[1:], finish]),
     }
-    for name, middle in {"quote": b'a"b', "backslash-end": b"ends\\", "raw-newline": b"raw\\\nx", "bad-utf8": b"\xff\xfe",
-                         "two-fields": b'a","x":"b', "escapes": b'\\n\\"q\\" \\u00e9', "utf8": "é漢🙂".encode(),
+    for name, middle in {"quote": b'a"b', "backslash-end": b"ends\\", "raw-newline": b"raw\\\nx",
+                         "bad-utf8": b"\xff\xfe", "two-fields": b'a","x":"b', "escapes": b'\\n\\"q\\" \\u00e9',
+                         "utf8": "é漢🙂".encode(),
                          "empty": b"", "crlf-in-text": b"a\\r\\nb"}.items():
         out[f"middle-{name}"] = crafted(middle)
     return out
@@ -294,7 +298,8 @@ def test_openai_relay_run_in_one_read_gives_what_the_per_event_checks_give(name,
     # (an event of several data lines goes out as it came, its lines joined by LF, which a client cannot
     # read back: compared as bytes)
     assert events(got) == events(long_way) if not name.startswith("multi-line") else got == long_way
-    assert (whole.finish_seen, whole.error, whole.tokens()) == (per_event.finish_seen, per_event.error, per_event.tokens())
+    assert (whole.finish_seen, whole.error, whole.tokens()) == \
+        (per_event.finish_seen, per_event.error, per_event.tokens())
     if size == 1 << 20 and name in ("plain", "texts", "crlf", "cr", "comments-and-fields", "middle-escapes"):
         assert max(runs) >= 5, "the run check was not taken"
 
