@@ -200,6 +200,130 @@ def test_plain_text_is_only_a_plain_content_delta(obj):
     assert oa.plain_text(obj) is None
 
 
+# -- OpenAIRelay: a run of content deltas in one read, checked at once ---------------------------------
+
+
+def one_read_streams() -> dict[str, bytes]:
+    """Whole streams as a fast local server sends them (everything in one read), each with something the
+    run check must stop at, skip or take as the per-event check would."""
+    role, finish = conformant({"role": "assistant", "content": ""}), conformant({}, "stop")
+    usage = {**conformant({}), "choices": [],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}
+    words = [conformant({"content": f"w{i} "}) for i in range(12)]
+    call = conformant({"tool_calls": [{"index": 0, "id": "c", "type": "function",
+                                       "function": {"name": "f", "arguments": "{}"}}]})
+    shape = learnt(words[0])
+    plain = sse([role, *words, finish, usage])
+
+    def crafted(middle: bytes) -> bytes:  # a run with an event of the learnt shape around `middle` in it
+        at = plain.index(b"data: " + json.dumps(words[6], separators=(",", ":")).encode())
+        return plain[:at] + b"data: " + shape.head + middle + shape.tail + b"\n\n" + plain[at:]
+
+    out = {
+        "plain": plain,
+        "texts": sse([role, words[0], *stream(conformant)[1:], usage]),
+        "spaced-ascii": sse([role, *words, finish], compact=False, ascii_only=True),
+        "mlx-shape": sse(stream(mlx_like, [f"w{i}" for i in range(9)] + TEXTS)),
+        "vllm-shape": sse(stream(vllm_like, [f"w{i}" for i in range(9)] + TEXTS)),
+        "crlf": plain.replace(b"\n", b"\r\n"),
+        "cr": plain.replace(b"\n", b"\r"),
+        "comments-and-fields": plain.replace(b"data: {", b": keep-alive\n\nevent: chunk\nid: 1\ndata: {"),
+        "multi-line-data": plain.replace(b',"logprobs"', b'\ndata: ,"logprobs"'),
+        "multi-line-data-once": plain.replace(b'"w5 "},', b'"w5 "}\ndata: ,'),
+        "tool-call-inside": sse([role, *words[:5], call, *words[5:], finish]),
+        "role-and-text-inside": sse([role, *words[:5], conformant({"role": "assistant", "content": "x"}), *words[5:],
+                                     finish]),
+        "empty-text-inside": sse([role, *words[:5], conformant({"content": ""}), *words[5:], finish]),
+        "error-inside": sse([role, *words[:5], {"error": {"message": "boom"}}, *words[5:], finish]),
+        "no-finish": sse([role, *words])[:-len(b"data: [DONE]\n\n")],
+        "no-done": sse([role, *words, finish])[:-len(b"data: [DONE]\n\n")],
+        # the learnt shape but for a byte outside the text: the middle alone does not tell it apart
+        "other-id-inside": sse([role, *words[:5], {**words[5], "id": "chatcmpl-2"}, *words[6:], finish]),
+        "mlx-other-model-inside": sse([{**mlx_like({"content": f"w{i}"}), "model": "tinz" if i == 5 else "tiny"}
+                                       for i in range(9)]),
+        "repeated-event": sse([role, *words[:3], words[2], words[2], *words[3:], finish]),
+        "usage-first": sse([role, words[0], usage, *words[1:], finish]),
+    }
+    for name, middle in {"quote": b'a"b', "backslash-end": b"ends\\", "raw-newline": b"raw\\\nx",
+                         "bad-utf8": b"\xff\xfe", "two-fields": b'a","x":"b', "escapes": b'\\n\\"q\\" \\u00e9',
+                         "utf8": "é漢🙂".encode(),
+                         "empty": b"", "crlf-in-text": b"a\\r\\nb"}.items():
+        out[f"middle-{name}"] = crafted(middle)
+    return out
+
+
+ONE_READ = one_read_streams()
+
+
+def cuts(raw: bytes, size) -> list[bytes]:
+    """`raw` in reads of `size` bytes, or at seeded random points ("random")."""
+    if size == "random":
+        import random
+        rng = random.Random(len(raw))
+        points = sorted(rng.sample(range(1, len(raw)), 12))
+        return [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)])]
+    return [raw[i:i + size] for i in range(0, len(raw), size)]
+
+
+@pytest.mark.parametrize("keep_usage", [False, True])
+@pytest.mark.parametrize("name", ONE_READ)
+@pytest.mark.parametrize("size", [1 << 20, 1, 23, "random"])
+def test_openai_relay_run_in_one_read_gives_what_the_per_event_checks_give(name, size, keep_usage, monkeypatch):
+    """A stream in one read (or cut anywhere) gives the client the same bytes as the stream read an event
+    at a time, where each event is checked on its own, parses as many events, and reports the same; and
+    the same client data as the long way."""
+    raw = ONE_READ[name]
+    reads = cuts(raw, size)
+    parser = oa.SSEParser()
+    one_each = [b"".join(b"data: " + line + b"\n" for line in e.split(b"\n")) + b"\n"  # an event a read
+                for e in parser.feed(raw) + parser.close()]
+    runs = []
+    run_of = OpenAIRelay._run
+
+    def spied(self, events, datas):
+        rest = run_of(self, events, datas)
+        runs.append(len(events) - len(rest))
+        return rest
+
+    def through(relay, chunks, learn=True):
+        with monkeypatch.context() as m:
+            m.setattr(OpenAIRelay, "_run", spied)
+            return run_chunks(relay, chunks, learn, monkeypatch)
+
+    whole, per_event, slow = (openai_relay(keep_usage) for _ in range(3))
+    (got, parsed), (want, want_parsed) = through(whole, reads), through(per_event, one_each)
+    (long_way, _) = through(slow, one_each, learn=False)
+    assert got == want
+    assert parsed == want_parsed
+    # (an event of several data lines goes out as it came, its lines joined by LF, which a client cannot
+    # read back: compared as bytes)
+    assert events(got) == events(long_way) if not name.startswith("multi-line") else got == long_way
+    assert (whole.finish_seen, whole.error, whole.tokens()) == \
+        (per_event.finish_seen, per_event.error, per_event.tokens())
+    if size == 1 << 20 and name in ("plain", "texts", "crlf", "cr", "comments-and-fields", "middle-escapes"):
+        assert max(runs) >= 5, "the run check was not taken"
+
+
+def run_chunks(relay, chunks: list[bytes], learn: bool, monkeypatch) -> tuple[bytes, int]:
+    """The client bytes and how many events were parsed (see `run`), the upstream read as `chunks`."""
+    parsed = []
+
+    def counted(data):
+        parsed.append(1)
+        return loads(data)
+
+    with monkeypatch.context() as m:
+        m.setattr(relays, "loads", counted)
+        if not learn:
+            m.setattr(oa.ContentShape, "learn", lambda *a, **k: None)
+        out = b""
+        for c in chunks:  # (as streaming.relay reads: until the translator says the stream finished)
+            out += relay.feed(c)
+            if relay.finished:
+                return out, len(parsed)
+        return out + relay.end(), len(parsed)
+
+
 # -- chunk_as_is agrees with chunk() ---------------------------------------------------------------
 
 

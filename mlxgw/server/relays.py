@@ -13,6 +13,7 @@ the current event in memory.
 from __future__ import annotations
 
 import abc
+import operator
 
 from mlxgw.backends.base import UpstreamError, UpstreamTimeout
 from mlxgw.dialects import anthropic as an
@@ -82,6 +83,7 @@ class OpenAIRelay(SSETranslator):
         # `shape.convert`, inlined with the learnt shape in locals: this runs for every token (its ends
         # compared as slices: startswith() and endswith() parse their arguments for more than that costs)
         head, tail, cut_head, cut_tail, as_is, out_head, out_tail = self.parts
+        taken = 0  # events taken the long way: until a shape is learnt, all so far (see `_run` below)
         for data in events:
             if data[:cut_head] == head and data[cut_tail:] == tail:
                 middle = data[cut_head:cut_tail]
@@ -89,6 +91,7 @@ class OpenAIRelay(SSETranslator):
                     # a plain content delta like one seen, unparsed
                     datas.append(data if as_is else out_head + middle + out_tail)
                     continue
+            taken += 1
             if data == b"[DONE]":
                 self.finished = True
                 datas.append(data)
@@ -109,7 +112,43 @@ class OpenAIRelay(SSETranslator):
                 datas.append(out)
                 if self.parts[0] == () and self.shape.head is not None:  # learnt from this event
                     head, tail, cut_head, cut_tail, as_is, out_head, out_tail = self.parts = self._parts()
+                    if len(events) - taken > 2:  # (a whole stream in one read) the rest may start with a run
+                        rest = self._run(events[taken:], datas)
+                        return b"".join((b"data: ", b"\n\ndata: ".join(datas), b"\n\n", self._events(rest)))
         return b"".join((b"data: ", b"\n\ndata: ".join(datas), b"\n\n")) if datas else b""
+
+    def _run(self, events: list, datas: list) -> list:
+        """The events after the run of plain content deltas of the learnt shape that `events` starts with,
+        the run's client data put in `datas` as one item: the checks of `_events`' loop, made on all of the
+        run's events at once (a whole stream can come in one read, from a fast local server).
+
+        The run is at most the events up to the last that ends with the learnt tail (after it, such a read
+        brings the finish, the usage and [DONE]). No event holds a CR (SSEParser turns every line end
+        into LF), nor do the head, tail and middles cut from events: so the run's events joined with CR
+        equal its middles joined with `tail CR head`, between the head and the tail, only when each
+        event is head + middle + tail. Then a middle passing the loop's check (plain text or one JSON
+        string body; neither takes an empty one) makes its event one the loop takes unparsed, and the
+        run ends at the first that does not."""
+        head, tail, cut_head, cut_tail, as_is, out_head, out_tail = self.parts
+        n = len(events)
+        while n and events[n - 1][cut_tail:] != tail:
+            n -= 1
+        if n < 2:
+            return events
+        run = events[:n]
+        middles = list(map(operator.itemgetter(slice(cut_head, cut_tail)), run))
+        if b"\r".join(run) != head + (tail + b"\r" + head).join(middles) + tail:
+            return events
+        # All plain ASCII, the common run: one class run over the middles joined checks each, none empty
+        if _plain_text(b"".join(middles)) is None or b"" in middles:
+            for i, middle in enumerate(middles):
+                if _plain_text(middle) is None and _string_body(middle) is None:
+                    if not i:
+                        return events
+                    middles = middles[:i]
+                    break
+        datas.append(out_head + (out_tail + b"\n\ndata: " + out_head).join(middles) + out_tail)
+        return events[len(middles):]
 
     def _slow(self, data: bytes, obj: dict) -> bytes | None:
         """The client data for an event parsed the long way (None: nothing for the client), learning the
