@@ -91,6 +91,27 @@ def test_openai_passthrough_relay_drops_the_usage_chunk_nobody_asked_for():
     assert all(c["choices"] for c in chunks) and tr.tokens() == (7, 3, None)
 
 
+def test_openai_relay_sends_an_event_whose_data_came_on_several_lines_as_one_data_line():
+    # SSE joins an event's `data:` lines with a line feed, which JSON reads as whitespace: relayed as it
+    # came (conformant chunks are), that line feed would start a line of its own for the client, a field
+    # it cannot read.
+    def c(delta, finish=None):
+        return {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    chunks = [c({"role": "assistant", "content": ""}), c({"content": "Hel"}), c({"content": "lo"}), c({}, "stop")]
+    one_line = b"".join(b"data: " + json.dumps(x).encode() + b"\n\n" for x in chunks) + b"data: [DONE]\n\n"
+    two_lines = one_line.replace(b'"object":', b'\ndata: "object":')
+    assert two_lines.count(b"\ndata: ") == 2 * len(chunks)  # the events' own starts, and one inside each
+    expected = conformance.validate_sse(drive(OpenAIRelay("up", "m", "chatcmpl-x", 1, False), one_line, 9).decode())
+    for size in (len(two_lines), 9):
+        tr = OpenAIRelay("up", "m", "chatcmpl-x", 1, keep_usage=False)
+        out = drive(tr, two_lines, size).decode()
+        lines = [line for line in out.split("\n") if line]
+        assert lines and all(line.startswith("data: ") for line in lines), lines
+        assert conformance.validate_sse(out) == expected
+        assert tr.finish_seen
+
+
 async def test_relay_turns_a_mid_stream_timeout_into_the_dialect_error_event():
     async def upstream():
         yield openai_stream()[:120]

@@ -153,7 +153,9 @@ class OpenAIRelay(SSETranslator):
     def _slow(self, data: bytes, obj: dict) -> bytes | None:
         """The client data for an event parsed the long way (None: nothing for the client), learning the
         stream's content deltas' shape from the first plain one."""
-        finished = oa.chunk_as_is(obj, self.keep_usage)
+        # An event whose data came on several `data:` lines holds a line feed: sent as it came, in one
+        # `data: ` line, its second line would be a field of its own to the client. It is re-serialised.
+        finished = oa.chunk_as_is(obj, self.keep_usage) if 10 not in data else None
         if finished is not None:  # already conformant: its bytes go out as they came
             if finished:  # (a finish is no plain content delta: nothing to learn from it)
                 self.finish_seen = True
