@@ -10,6 +10,7 @@ request headers is forwarded, so a client's gateway key can never leak to a clou
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import NoReturn
 
 from mlxgw.backends.base import (
     Backend, ChatResult, Timeouts, UpstreamProtocolError, UpstreamStream,
@@ -56,7 +57,7 @@ class OpenAICompatBackend(Backend):
         self._stream_headers = {**headers, "Accept": "text/event-stream"}
         self._up = Upstream(http, name, self.base_url, lambda raw: _as_stream(name, raw))
 
-    def _unspoken(self, wire: str) -> str:
+    def _unspoken(self, wire: str) -> NoReturn:
         raise self.unspoken(wire)
 
     def call(self, wire: str, body: dict, t: Timeouts, headers: dict | None = None) -> Awaitable[ChatResult]:

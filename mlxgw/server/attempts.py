@@ -27,8 +27,7 @@ import time
 from dataclasses import dataclass
 
 from mlxgw.backends.base import (
-    ChatResult, ContextExceeded, UpstreamConnectError, UpstreamError, UpstreamProtocolError,
-    UpstreamStatusError, UpstreamStream,
+    ChatResult, ContextExceeded, UpstreamConnectError, UpstreamError, UpstreamStatusError, UpstreamStream,
 )  # fmt: skip
 from mlxgw.dialects import openai as oa
 from mlxgw.routing import Route, Target
