@@ -90,9 +90,10 @@ class Upstream:
         self._client_timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def _ctimeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
-        """aiohttp's timeout for `t`, made once per connect timeout (the callers look it up in
-        `_client_timeouts` themselves first: one call less per request)."""
-        ct = self._client_timeouts[t.connect] = aiohttp.ClientTimeout(total=None, sock_connect=t.connect)
+        """aiohttp's timeout for `t`, made once per connect timeout."""
+        ct = self._client_timeouts.get(t.connect)
+        if ct is None:
+            ct = self._client_timeouts[t.connect] = aiohttp.ClientTimeout(total=None, sock_connect=t.connect)
         return ct
 
     def _timeout(self, t: Timeouts, phase: str, deadline: float, end: float) -> UpstreamTimeout:
@@ -127,9 +128,7 @@ class Upstream:
         resp = None
         try:
             with deadline_at(deadline, loop) as scope:
-                resp = await self.http.session.post(
-                    url, data=dumps(body), headers=headers,
-                    timeout=self._client_timeouts.get(t.connect) or self._ctimeout(t))
+                resp = await self.http.session.post(url, data=dumps(body), headers=headers, timeout=self._ctimeout(t))
                 # A non-streamed answer's first token is its body: the first_token deadline runs until
                 # the body starts; the rest of it must keep flowing (idle).
                 raw = await resp.content.readany()
@@ -169,9 +168,8 @@ class Upstream:
         try:
             try:
                 with deadline_at(deadline, loop):
-                    resp = await self.http.session.post(
-                        url, data=dumps(body), headers=headers,
-                        timeout=self._client_timeouts.get(t.connect) or self._ctimeout(t))
+                    resp = await self.http.session.post(url, data=dumps(body), headers=headers,
+                                                        timeout=self._ctimeout(t))
                     sink.request_id = _request_id(resp.headers)
                     if resp.status >= 400:
                         raw = await resp.read()

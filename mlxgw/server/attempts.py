@@ -102,7 +102,8 @@ class Step:
         self.backend = backend = rt.backends.get(target.provider)
         self.provider = provider = rt.snapshot.providers.get(target.provider)
         self.model = target.model
-        # (`Snapshot.backend_model`: target.model, else the provider's name for the requested model)
+        # For `Snapshot.backend_model` in the loop: target.model, else `Provider.resolve` of the requested
+        # model, written out there as a lookup in these aliases (a call per request saved).
         self.aliases = provider.aliases if provider is not None else {}
         self.pair = dialect.pair_for(backend) if backend is not None else None
         self.policy = policy = provider.retry if provider is not None else None
