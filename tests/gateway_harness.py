@@ -138,12 +138,13 @@ def answers_health(origin: str) -> bool:
 
 def refuses(origin: str) -> bool:
     """True once `origin` turns new clients away: nothing listens any more (a gateway shutting down
-    closed its socket), or a connection the kernel accepted just before that is closed unanswered."""
+    closed its socket), or a connection the kernel accepted just before that is closed unanswered (a
+    close, or a reset when the socket it waited on went away: ECONNRESET on the read)."""
     import httpx
 
     try:
         httpx.get(origin + "/health", timeout=2)
-    except (httpx.ConnectError, httpx.RemoteProtocolError):
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
         return True
     return False
 
