@@ -17,6 +17,7 @@ from mlxgw.server.chat import ChatCompletions
 from mlxgw.server.config import ServerConfig
 from mlxgw.server.gateway import Gateway
 from mlxgw.server.inference import Inference
+from mlxgw.server.lane import Lane
 from mlxgw.server.lifespan import Lifespan
 from mlxgw.server.messages import CountTokens, Messages
 from mlxgw.server.middleware import RequestContext, new_request_id
@@ -28,7 +29,7 @@ from mlxgw.server.ui import add_routes as add_ui_routes
 class GatewayApp(falcon.asgi.App):
     """Falcon's App plus handles on the live state, for the CLI and tests."""
 
-    __slots__ = ("gateway", "lifespan")
+    __slots__ = ("gateway", "lifespan", "lanes")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -57,6 +58,11 @@ class GatewayApp(falcon.asgi.App):
         scope["mlxgw.receive"] = receive
         gw.in_flight += 1  # requests in flight for /metrics: here, so a stream counts until its last byte
         try:
+            # An inference POST takes its lane (server/lane.py) unless a header is repeated, whose values
+            # Falcon would join where the dict kept the last.
+            lane = self.lanes.get(scope["path"])
+            if lane is not None and scope["method"] == "POST" and len(headers) == len(raw):
+                return await lane(scope, receive, send, headers)
             # Falcon's own __call__ named, not found through super(): one object less per request.
             return await _falcon_call(self, scope, receive, send)
         finally:
@@ -95,12 +101,16 @@ def create_app(config: ServerConfig | None = None, *, store=None,
     config = config or ServerConfig()
     gateway = Gateway(config)
     lifespan = Lifespan(gateway, store, loaded)
-    app = GatewayApp(middleware=[lifespan, RequestContext(gateway)], cors_enable=False)
+    context = RequestContext(gateway)
+    app = GatewayApp(middleware=[lifespan, context], cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     errors.install(app)
-    app.add_route("/v1/chat/completions", Inference(gateway, ChatCompletions()))
-    app.add_route("/v1/messages", Inference(gateway, Messages()))
-    app.add_route("/v1/responses", Inference(gateway, Responses(gateway)))
+    app.lanes = {}
+    for path, resource in (("/v1/chat/completions", Inference(gateway, ChatCompletions())),
+                           ("/v1/messages", Inference(gateway, Messages())),
+                           ("/v1/responses", Inference(gateway, Responses(gateway)))):
+        app.add_route(path, resource)  # Falcon's route stays: other methods, repeated headers, a trailing /
+        app.lanes[path] = Lane(resource, context.process_request)
     app.add_route("/v1/responses/{response_id}", StoredResponse(gateway))
     app.add_route("/v1/responses/{response_id}/input_items", InputItems(gateway))
     app.add_route("/v1/messages/count_tokens", CountTokens(gateway))
