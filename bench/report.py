@@ -53,11 +53,13 @@ def summarise(results: dict, concs: list[int]) -> dict:
             s["ratios"][c] = {"json_rps": _div(gw[c]["plain"]["rps"], pt[c]["plain"]["rps"]),
                               "stream_rps": _div(gw[c]["stream"]["rps"], pt[c]["stream"]["rps"])}
         g = s["subjects"]["gateway"]
+        json_rps, json_shown = _rps_ratio(results, s, c8, "json_rps", "plain")
+        stream_rps, stream_shown = _rps_ratio(results, s, c8, "stream_rps", "stream")
         s["checklist"] = [
             (f"JSON RPS at c={c8} >= {GOALS['json_rps_ratio_c8']}x the passthrough's",
-             f"{s['ratios'][c8]['json_rps']:.2f}x", s["ratios"][c8]["json_rps"] >= GOALS["json_rps_ratio_c8"]),
+             json_shown, json_rps >= GOALS["json_rps_ratio_c8"]),
             (f"stream RPS at c={c8} >= {GOALS['stream_rps_ratio_c8']}x the passthrough's",
-             f"{s['ratios'][c8]['stream_rps']:.2f}x", s["ratios"][c8]["stream_rps"] >= GOALS["stream_rps_ratio_c8"]),
+             stream_shown, stream_rps >= GOALS["stream_rps_ratio_c8"]),
             (f"JSON p99 <= {GOALS['json_tail_c8']:.0f}x its own p50 at c={c8}",
              f"{g['json_tail_c8']:.1f}x", g["json_tail_c8"] <= GOALS["json_tail_c8"]),
             (f"added p50 at c={c1} <= {GOALS['added_p50_ms_c1']} ms",
@@ -69,6 +71,19 @@ def summarise(results: dict, concs: list[int]) -> dict:
              g["startup_s"] <= GOALS["startup_s"]),
         ]
     return s
+
+
+def _rps_ratio(results: dict, s: dict, c8: str, key: str, kind: str) -> tuple[float, str]:
+    """A req/s ratio at c8 for the checklist, and how it is shown: this run's own pair of points, or with
+    `--rounds` the median of that pair and the rounds' (one 3-second pair moves by 0.1 or more from one
+    minute to the next on a shared machine; the median of several alternating pairs much less)."""
+    own = s["ratios"][c8][key]
+    rounds = results.get("rounds")
+    if not rounds or str(rounds["c"]) != c8:
+        return own, f"{own:.2f}x"
+    v = sorted([own] + [r["rps_ratio"] for r in rounds[kind] if r["rps_ratio"] is not None])
+    mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    return mid, f"median {mid:.2f}x of {len(v)} pairs ({v[0]:.2f}-{v[-1]:.2f}; this run's first {own:.2f}x)"
 
 
 def headline(results: dict, s: dict) -> list[str]:

@@ -51,7 +51,8 @@ def parse_body(raw: bytes, max_depth: int = MAX_DEPTH):
         except (*DecodeError, RecursionError):
             pass
         else:
-            if raw.count(b"[") + raw.count(b"{") > max_depth:
+            # (a body no longer than the limit cannot hold more brackets than it: no scan)
+            if len(raw) > max_depth and raw.count(b"[") + raw.count(b"{") > max_depth:
                 _check(obj, max_depth, False)
             return obj
     try:

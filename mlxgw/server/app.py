@@ -110,7 +110,7 @@ def create_app(config: ServerConfig | None = None, *, store=None,
                            ("/v1/messages", Inference(gateway, Messages())),
                            ("/v1/responses", Inference(gateway, Responses(gateway)))):
         app.add_route(path, resource)  # Falcon's route stays: other methods, repeated headers, a trailing /
-        app.lanes[path] = Lane(resource, context.process_request)
+        app.lanes[path] = Lane(resource, context.check)
     app.add_route("/v1/responses/{response_id}", StoredResponse(gateway))
     app.add_route("/v1/responses/{response_id}/input_items", InputItems(gateway))
     app.add_route("/v1/messages/count_tokens", CountTokens(gateway))

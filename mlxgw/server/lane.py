@@ -146,7 +146,7 @@ class Lane:
 
     def __init__(self, resource, check, default_type: str = falcon.MEDIA_JSON):
         self.responder = resource.on_post
-        self.check = check  # RequestContext.process_request
+        self.check = check  # RequestContext.check: the middleware's checks, synchronous
         self.default_type = default_type  # Falcon's default media type, for a response that set none
 
     async def __call__(self, scope: dict, receive, send, headers: dict) -> None:
@@ -156,7 +156,7 @@ class Lane:
         req = Request(scope, receive, first, headers)
         resp = Response()
         try:
-            await self.check(req, resp)
+            self.check(req, resp)
             if not resp.complete:
                 await self.responder(req, resp)
         except Exception as ex:

@@ -42,6 +42,11 @@ class RequestContext:
         self.gw = gateway
 
     async def process_request(self, req, resp) -> None:
+        self.check(req, resp)
+
+    def check(self, req, resp) -> None:
+        """The checks themselves, synchronous: the inference routes' lane (server/lane.py) calls them
+        without making a coroutine of them."""
         rid = new_request_id()
         req.context.request_id = rid
         resp.set_header("x-request-id", rid)
