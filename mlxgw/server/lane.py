@@ -9,10 +9,11 @@ has the headers as a dict already.
 
 What stays Falcon's: every other path and method, and the rare request whose handling here could differ
 from Falcon's: one with a repeated header (Falcon joins the values with commas, a dict keeps the last).
-What a request taking the lane gets is what Falcon would give it: the same middleware check
-(RequestContext.process_request: request id, Host, Origin and CORS, keys), the same responder
-(Inference.on_post), the same error handlers (server/errors.py), the same headers in the same order, the
-body read the same way; tests/test_server_lane.py sends the same requests both ways and compares.
+What a request taking the lane gets is what Falcon would give it: the same middleware checks
+(RequestContext.check, which its process_request runs: request id, Host, Origin and CORS, keys), the
+same responder (Inference.on_post), the same error handlers (server/errors.py), the same headers in the
+same order, the body read the same way; tests/test_server_lane.py sends the same requests both ways and
+compares.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from __future__ import annotations
 import falcon
 from falcon.util.misc import http_status_to_code
 
+from mlxgw.server.errors import ApiError, handle_api_error, handle_http_error, handle_unexpected
+
 try:  # Falcon's own header encoder, compiled where its wheel has Cython (a Python loop costs 3x more)
     from falcon.util.misc import _encode_items_to_latin1 as encode_headers
 except ImportError:  # a Falcon that renamed it
     def encode_headers(headers: dict) -> list[tuple[bytes, bytes]]:
         return [(k.encode("latin1"), v.encode("latin1")) for k, v in headers.items()]
-
-from mlxgw.server.errors import ApiError, handle_api_error, handle_http_error, handle_unexpected
 
 _EOF = {"type": "http.response.body", "body": b"", "more_body": False}
 
