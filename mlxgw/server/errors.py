@@ -118,7 +118,15 @@ async def handle_unexpected(req, resp, ex: Exception, params) -> None:
                                             code="internal_error"))
 
 
+# Which handler answers which exception, the most specific first: Falcon's app is given these, and the
+# inference routes' lane (server/lane.py) picks from them the way Falcon does.
+HANDLERS = ((ApiError, handle_api_error), (falcon.HTTPError, handle_http_error), (Exception, handle_unexpected))
+
+
+def handler_for(ex: Exception):
+    return next(handler for kind, handler in HANDLERS if isinstance(ex, kind))
+
+
 def install(app) -> None:
-    app.add_error_handler(Exception, handle_unexpected)
-    app.add_error_handler(falcon.HTTPError, handle_http_error)
-    app.add_error_handler(ApiError, handle_api_error)
+    for kind, handler in HANDLERS:
+        app.add_error_handler(kind, handler)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import falcon
 from falcon.util.misc import http_status_to_code
 
-from mlxgw.server.errors import ApiError, handle_api_error, handle_http_error, handle_unexpected
+from mlxgw.server.errors import handler_for
 
 try:  # Falcon's own header encoder, compiled where its wheel has Cython (a Python loop costs 3x more)
     from falcon.util.misc import _encode_items_to_latin1 as encode_headers
@@ -81,14 +81,9 @@ class Request:
 
     async def read(self) -> bytes:
         """The whole body, or what came of it before the client went away (BoundedStream.read())."""
-        event = self._first
-        body = event.get("body", b"")
-        if not event.get("more_body", False):
-            return body
-        parts = [body]
-        async for part in self._rest():
-            parts.append(part)
-        return b"".join(parts)
+        if not self._first.get("more_body", False):  # the common body, whole in the first event
+            return self._first.get("body", b"")
+        return b"".join([part async for part in self])
 
     async def __aiter__(self):
         body = self._first.get("body", b"")
@@ -162,12 +157,7 @@ class Lane:
                 await self.responder(req, resp)
         except Exception as ex:
             resp.data = None  # Falcon clears the body before an error handler writes its own
-            if isinstance(ex, ApiError):
-                await handle_api_error(req, resp, ex, None)
-            elif isinstance(ex, falcon.HTTPError):
-                await handle_http_error(req, resp, ex, None)
-            else:
-                await handle_unexpected(req, resp, ex, None)
+            await handler_for(ex)(req, resp, ex, None)
         status = resp.status
         if status.__class__ is not int:
             status = http_status_to_code(status)
